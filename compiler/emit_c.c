@@ -441,17 +441,19 @@ static const char *emit_recompute(Emit *e, const IrNode *n)
     return buf;
 }
 
-/* In a backward, the BN whose relu the 1x1 conv c reads where the relu was
- * not kept (PlanNode.recomp) and c is its only reader: c's backward is
- * rt_bn_relu_conv1x1_backward (the relu applied per image for the weight
- * gradient, or recomputed there where it must be), the recompute not
+/* In a backward, the BN whose relu the 1x1 conv (or 3x3 stride-1 conv) c
+ * reads where the relu was not kept (PlanNode.recomp) and c is its only
+ * reader: c's backward is rt_bn_relu_conv1x1_backward
+ * (rt_bn_relu_conv3x3_backward: the relu applied as the weight gradient
+ * reads its input, or recomputed there where it must be), the recompute not
  * emitted; else 0. */
 static int emit_conv_pwin_bwd(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
     const IrNode *n = &g->nodes[c];
-    if (n->op != OP_CONV || n->u.conv.k != 1 || n->u.conv.stride != 1 || n->u.conv.pad != 0
-        || !n->nin || e->p->nodes[c].gneg)
+    bool pw = n->u.conv.k == 1 && n->u.conv.stride == 1 && n->u.conv.pad == 0;
+    bool k3 = n->u.conv.k == 3 && n->u.conv.stride == 1 && n->u.conv.pad == 1;
+    if (n->op != OP_CONV || !(pw || k3) || !n->nin || e->p->nodes[c].gneg)
         return 0;
     int r = n->in[0];
     if (r <= 0 || g->nodes[r].op != OP_RELU || !e->p->nodes[r].fuse || e->p->nodes[r].recomp < 0)
@@ -803,6 +805,65 @@ static void emit_bnin_args(Emit *e, int c, int bn)
            emit_num(e, b->u.bn.eps), emit_branch_site(e, e->g->nodes[c].in[0]));
 }
 
+/* In a stored build, the BN of the BN + relu pair whose training forward
+ * the 3x3 stride-1 conv node c runs within it (rt_bn_relu_conv3x3_train:
+ * the BN gathers its statistics, the conv applies the pair as its input
+ * transform reads x, h not written; c's backward is then
+ * rt_bn_relu_conv3x3_backward(_neg), which needs no h or recomputes it):
+ * c's input a fused relu (kept for the backward, ResNet's, or not,
+ * DenseNet's: PlanNode.recomp, emit_conv_pwin_bwd), read by c alone and
+ * right after the pair (emit_pair_feeds), whose BN reads a
+ * whole tensor (no dense-stage prefix or statistics cache), c's training
+ * forward the plain conv or a 2-term sum (emit_conv_sum with no sum after
+ * it: not heavy ball's, Nesterov's or momentum's 3-term sums), and what c
+ * writes shares no memory with x; else 0. The same answer in the forward
+ * and the backward phase. */
+static int emit_conv_tbnin(const Emit *e, int c)
+{
+    const IrGraph *g = e->g;
+    const IrNode *n = &g->nodes[c];
+    if (e->p->sched || n->op != OP_CONV || n->u.conv.k != 3 || n->u.conv.stride != 1
+        || n->u.conv.pad != 1 || !n->nin)
+        return 0;
+    int r = n->in[0];
+    if (r <= 0 || g->nodes[r].op != OP_RELU || !e->p->nodes[r].fuse)
+        return 0;
+    int bn = e->p->nodes[r].fuse, x = g->nodes[bn].in[0];
+    if (g->nodes[bn].op != OP_BN || g->nodes[bn].nin != 1 || emit_prefix_stride(e, x)
+        || emit_prefix_stride(e, bn) || (e->bnc && emit_bnc_reader(e, &g->nodes[bn])))
+        return 0;
+    if (!emit_pair_feeds(e, bn, r, c))
+        return 0;
+    Emit f = *e;    /* the forward phase's fusions */
+    f.bwd = false;
+    int s = emit_conv_sum(&f, c);
+    if (s ? emit_conv_sum_then(&f, c, s) != 0 : emit_conv_sum3(&f, c) != 0)
+        return 0;
+    int dst = e->p->nodes[s ? s : c].out;
+    return emit_bufs_overlap(e->p, dst, e->p->nodes[x].out) ? 0 : bn;
+}
+
+/* The training call of conv c running its input's BN + relu bn
+ * (emit_conv_tbnin): into out, or with a sum (r not NULL) as
+ * rt_conv2d_sum_train, conv its scratch. */
+static void emit_tbnin_call(Emit *e, int c, int bn, const char *out, const char *conv,
+                            const char *cc, const char *r, const char *cr)
+{
+    const IrNode *n = &e->g->nodes[c], *b = &e->g->nodes[bn];
+    const PlanNode *pb = &e->p->nodes[bn];
+    int rl = n->in[0];
+    emit_f(e, "        FN(rt_bn_relu_conv3x3_train%s)(ctx, %s, %s, %s, ", e->S, out, conv,
+           emit_out(e, rl));
+    emit_f(e, "%s, %s, ", emit_buf(e, pb->save0), emit_buf(e, pb->save1));
+    emit_f(e, "%s, %s, ", emit_param(e, "buf", b->u.bn.mean), emit_param(e, "buf", b->u.bn.var));
+    emit_f(e, "%s, %s, %s, ", emit_out(e, b->in[0]), emit_param(e, "P", b->u.bn.gamma),
+           emit_param(e, "P", b->u.bn.beta));
+    emit_f(e, "B, %d, %d, %d, %s, ", b->shape.c, b->shape.h, b->shape.w,
+           emit_num(e, b->u.bn.momentum));
+    emit_f(e, "%s, nB * %zu, %s, %d, %s, %s, %s);\n", emit_num(e, b->u.bn.eps),
+           emit_branch_site(e, rl), emit_param(e, "P", n->u.conv.w), n->u.conv.cout, cc, r, cr);
+}
+
 /* The fused conv c and sum s (emit_conv_sum), training and inference. */
 static void emit_conv_sum_call(Emit *e, int c, int s)
 {
@@ -810,8 +871,16 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
     const IrNode *n = &e->g->nodes[c], *sn = &e->g->nodes[s];
     const IrShape *is = &e->g->nodes[n->in[0]].shape;
     const char *in = emit_out(e, n->in[0]);
-    int kc = sn->in[1] == c, t = emit_conv_sum_then(e, c, s);
-    if (t) {
+    int kc = sn->in[1] == c, t = emit_conv_sum_then(e, c, s), tb = emit_conv_tbnin(e, c);
+    if (tb) {
+        emit_f(e, "    if (train)  /* with its input's bn and relu (h not written), and its "
+               "sum */\n");
+        char cc[64], cr[64];
+        snprintf(cc, sizeof cc, "%s", emit_num(e, sn->u.sum.coef[kc].c0));
+        snprintf(cr, sizeof cr, "%s", emit_num(e, sn->u.sum.coef[1 - kc].c0));
+        emit_tbnin_call(e, c, tb, emit_out(e, s), emit_out(e, c), cc, emit_out(e, sn->in[1 - kc]),
+                        cr);
+    } else if (t) {
         emit_f(e, "    if (train) {    /* with its sum and the sum after it */\n");
         emit_conv_sum_then_call(e, c, s, t);
         emit_f(e, "\n");
@@ -872,7 +941,15 @@ void emit_forward_node(Emit *e, const IrNode *n)
             if (e->g->nodes[j].op == OP_CONV && e->g->nodes[j].in[0] == r
                 && emit_conv_pwin(e, j) == n->id)
                 pc = j;
-        if (pc) {
+        int tc = 0;     /* the 3x3 conv running it within it in training */
+        for (int j = r + 1; j < e->g->nnodes && !tc && !e->bwd; j++)
+            if (e->g->nodes[j].op == OP_CONV && e->g->nodes[j].in[0] == r
+                && emit_conv_tbnin(e, j) == n->id)
+                tc = j;
+        if (tc) {
+            emit_f(e, "    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not "
+                   "written */\n");
+        } else if (pc) {
             const IrNode *cn = &e->g->nodes[pc];
             char ca[64] = "NULL, 0";
             if (cache)
@@ -911,8 +988,9 @@ void emit_forward_node(Emit *e, const IrNode *n)
                 emit_f(e, "    /* inference: in the conv below, as it reads its input */\n");
                 return;
             }
-        emit_f(e, "    else\n        FN(rt_bn_relu_forward_eval%s%s)(ctx, %s, %s, %s, %s, %s, %s, "
-               "B, %d, %d, %s, nB * %zu%s);\n", xs ? "_strided" : "", S, out, in,
+        emit_f(e, "    %s\n        FN(rt_bn_relu_forward_eval%s%s)(ctx, %s, %s, %s, %s, %s, %s, "
+               "B, %d, %d, %s, nB * %zu%s);\n", tc ? "if (!train)" : "else",
+               xs ? "_strided" : "", S, out, in,
                emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
                emit_param(e, "buf", n->u.bn.mean), emit_param(e, "buf", n->u.bn.var), n->shape.c,
                n->shape.h * n->shape.w, emit_num(e, n->u.bn.eps), site, xsa);
@@ -965,10 +1043,15 @@ void emit_forward_node(Emit *e, const IrNode *n)
         if ((bnc = emit_conv_bn(e, n->id))) {
             /* inference: the BN reading this conv (and its relu) within it */
             const IrNode *bn = &e->g->nodes[bnc];
-            int r = e->p->nodes[bnc].fuse;
-            emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, %d, "
-                   "%d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
-                   is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride, n->u.conv.pad);
+            int r = e->p->nodes[bnc].fuse, tb = e->bwd ? 0 : emit_conv_tbnin(e, n->id);
+            if (tb) {
+                emit_f(e, "    if (train)  /* with its input's bn and relu: h not written */\n");
+                emit_tbnin_call(e, n->id, tb, out, "NULL", "0", "NULL", "0");
+            } else
+                emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, "
+                       "%d, %d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w),
+                       is->c, is->h, is->w, n->u.conv.cout, n->u.conv.k, n->u.conv.stride,
+                       n->u.conv.pad);
             int ib = emit_conv_bnin(e, n->id);
             if (ib) {
                 emit_f(e, "    else    /* with its input's bn and relu, and its %s */\n"
@@ -993,7 +1076,13 @@ void emit_forward_node(Emit *e, const IrNode *n)
         }
         /* a forward pass's 3x3 stride-1 convs pass train on: inference may
          * take a faster kernel (rt.h); a backward's recomputation may not */
-        if (!e->bwd && n->u.conv.k == 3 && n->u.conv.stride == 1 && n->u.conv.pad == 1)
+        if (!e->bwd && (bnc = emit_conv_tbnin(e, n->id))) {
+            emit_f(e, "    if (train)  /* with its input's bn and relu: h not written */\n");
+            emit_tbnin_call(e, n->id, bnc, out, "NULL", "0", "NULL", "0");
+            emit_f(e, "    else\n        FN(rt_conv2d_forward_mode%s)(ctx, 0, %s, %s, %s, B, %d, "
+                   "%d, %d, %d, 3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
+                   is->h, is->w, n->u.conv.cout);
+        } else if (!e->bwd && n->u.conv.k == 3 && n->u.conv.stride == 1 && n->u.conv.pad == 1)
             emit_f(e, "    FN(rt_conv2d_forward_mode%s)(ctx, train, %s, %s, %s, B, %d, %d, %d, %d, "
                    "3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c, is->h,
                    is->w, n->u.conv.cout);
@@ -1193,8 +1282,9 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
             const IrNode *bn = &e->g->nodes[pwbn];
             const PlanNode *pb = &e->p->nodes[pwbn];
             int r = n->in[0];
-            emit_f(e, "    FN(rt_bn_relu_conv1x1_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, "
-                   "%s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ", S, din[0], acc[0],
+            emit_f(e, "    FN(rt_bn_relu_conv%s_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, "
+                   "%s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ",
+                   n->u.conv.k == 1 ? "1x1" : "3x3", S, din[0], acc[0],
                    emit_param(e, "G", n->u.conv.w), dout, emit_buf(e, e->p->nodes[r].recomp),
                    emit_out(e, bn->in[0]), emit_buf(e, pb->save0), emit_buf(e, pb->save1),
                    emit_param(e, "P", bn->u.bn.gamma), emit_param(e, "P", bn->u.bn.beta),
@@ -1202,7 +1292,31 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                    plan_image_stride(e->p, e->g, bn->in[0]), emit_param(e, "P", n->u.conv.w),
                    n->u.conv.cout);
             emit_comment_name(e, e->g->nodes[r].name);
-            emit_f(e, ", not kept from forward: applied per image for dw */\n");
+            emit_f(e, n->u.conv.k == 1 ? ", not kept from forward: applied per image for dw */\n"
+                      : ", not kept from forward: applied as dw reads it */\n");
+            break;
+        }
+        int tb = emit_conv_tbnin(e, n->id);
+        if (tb) {
+            /* h = relu(bn(x)) was not written by the training forward
+             * (rt_bn_relu_conv3x3_train): applied as dw reads it within the
+             * call (or recomputed into h where it must be); the bn's
+             * backward below takes relu's mask from x */
+            const IrNode *bn = &e->g->nodes[tb];
+            const PlanNode *pb = &e->p->nodes[tb];
+            int r = n->in[0];
+            emit_f(e, "    FN(rt_bn_relu_conv3x3_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, %s, "
+                   "%s, %s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ",
+                   pn->gneg ? "_neg" : "", S, din[0], acc[0], emit_param(e, "G", n->u.conv.w),
+                   dout, e->p->nodes[r].recomp >= 0 ? emit_buf(e, e->p->nodes[r].recomp)
+                                                   : emit_out(e, r),
+                   emit_out(e, bn->in[0]), emit_buf(e, pb->save0),
+                   emit_buf(e, pb->save1), emit_param(e, "P", bn->u.bn.gamma),
+                   emit_param(e, "P", bn->u.bn.beta), bn->shape.c, bn->shape.h, bn->shape.w,
+                   emit_branch_site(e, r), (size_t)bn->shape.c * bn->shape.h * bn->shape.w,
+                   emit_param(e, "P", n->u.conv.w), n->u.conv.cout);
+            emit_comment_name(e, e->g->nodes[r].name);
+            emit_f(e, " not written by the forward: applied as dw reads it */\n");
             break;
         }
         const char *rin = emit_recompute(e, n);

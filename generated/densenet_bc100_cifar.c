@@ -806,14 +806,16 @@ static void FN(forward_1)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 49152 * nB, act + 24576 * nB, P + 696, B, 24, 32, 32, 48, 1, 1, 0);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 98304 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 49152 * nB, P + 1848, P + 1896, B, 48, 1024, 0.1, 1e-05, nB * 24576);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 98304 * nB, act + 49152 * nB, P + 1848, P + 1896, buf + 48, buf + 96, B, 48, 1024, 1e-05, nB * 24576);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 98304 * nB, P + 1944, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 98304 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 49152 * nB, P + 1848, P + 1896, B, 48, 32, 32, 0.1, 1e-05, nB * 24576, P + 1944, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 98304 * nB, P + 1944, B, 48, 32, 32, 12, 3, 1, 1);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x32x32 -> 36x32x32 */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act, B, 24, 1024, 0, 221184);   /* channels 0..23: stem.conv0 */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 24, 221184);   /* channels 24..35: stage1.step0.grad.conv1 */
@@ -828,14 +830,16 @@ static void FN(forward_1)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 356352 * nB, act + 319488 * nB, P + 7200, B, 36, 32, 32, 48, 1, 1, 0);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 405504 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 356352 * nB, P + 8928, P + 8976, B, 48, 1024, 0.1, 1e-05, nB * 110592);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 405504 * nB, act + 356352 * nB, P + 8928, P + 8976, buf + 216, buf + 264, B, 48, 1024, 1e-05, nB * 110592);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 405504 * nB, P + 9024, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 405504 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 356352 * nB, P + 8928, P + 8976, B, 48, 32, 32, 0.1, 1e-05, nB * 110592, P + 9024, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 405504 * nB, P + 9024, B, 48, 32, 32, 12, 3, 1, 1);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x32x32 -> 48x32x32 */
     /* channels 0..35: stage1.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 36, 221184);   /* channels 36..47: stage1.step1.grad.conv1 */
@@ -850,14 +854,16 @@ static void FN(forward_1)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 454656 * nB, act + 405504 * nB, P + 14304, B, 48, 32, 32, 48, 1, 1, 0);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 405504 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 454656 * nB, P + 16608, P + 16656, B, 48, 1024, 0.1, 1e-05, nB * 208896);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 405504 * nB, act + 454656 * nB, P + 16608, P + 16656, buf + 408, buf + 456, B, 48, 1024, 1e-05, nB * 208896);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 405504 * nB, P + 16704, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 405504 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 454656 * nB, P + 16608, P + 16656, B, 48, 32, 32, 0.1, 1e-05, nB * 208896, P + 16704, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 405504 * nB, P + 16704, B, 48, 32, 32, 12, 3, 1, 1);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x32x32 -> 60x32x32 */
     /* channels 0..47: stage1.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 48, 221184);   /* channels 48..59: stage1.step2.grad.conv1 */
@@ -884,14 +890,16 @@ static void FN(forward_2)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 405504 * nB, act + 503808 * nB, P + 22008, B, 60, 32, 32, 48, 1, 1, 0);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 503808 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 405504 * nB, P + 24888, P + 24936, B, 48, 1024, 0.1, 1e-05, nB * 319488);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 503808 * nB, act + 405504 * nB, P + 24888, P + 24936, buf + 624, buf + 672, B, 48, 1024, 1e-05, nB * 319488);
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 503808 * nB, P + 24984, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 503808 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 405504 * nB, P + 24888, P + 24936, B, 48, 32, 32, 0.1, 1e-05, nB * 319488, P + 24984, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 503808 * nB, P + 24984, B, 48, 32, 32, 12, 3, 1, 1);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x32x32 -> 72x32x32 */
     /* channels 0..59: stage1.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 60, 221184);   /* channels 60..71: stage1.step3.grad.conv1 */
@@ -906,14 +914,16 @@ static void FN(forward_2)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 577536 * nB, act + 503808 * nB, P + 30312, B, 72, 32, 32, 48, 1, 1, 0);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 503808 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 577536 * nB, P + 33768, P + 33816, B, 48, 1024, 0.1, 1e-05, nB * 442368);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 503808 * nB, act + 577536 * nB, P + 33768, P + 33816, buf + 864, buf + 912, B, 48, 1024, 1e-05, nB * 442368);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 503808 * nB, P + 33864, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 503808 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 577536 * nB, P + 33768, P + 33816, B, 48, 32, 32, 0.1, 1e-05, nB * 442368, P + 33864, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 503808 * nB, P + 33864, B, 48, 32, 32, 12, 3, 1, 1);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x32x32 -> 84x32x32 */
     /* channels 0..71: stage1.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 72, 221184);   /* channels 72..83: stage1.step4.grad.conv1 */
@@ -928,14 +938,16 @@ static void FN(forward_2)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 503808 * nB, act + 626688 * nB, P + 39216, B, 84, 32, 32, 48, 1, 1, 0);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 626688 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 503808 * nB, P + 43248, P + 43296, B, 48, 1024, 0.1, 1e-05, nB * 577536);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 626688 * nB, act + 503808 * nB, P + 43248, P + 43296, buf + 1128, buf + 1176, B, 48, 1024, 1e-05, nB * 577536);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 626688 * nB, P + 43344, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 626688 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 503808 * nB, P + 43248, P + 43296, B, 48, 32, 32, 0.1, 1e-05, nB * 577536, P + 43344, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 626688 * nB, P + 43344, B, 48, 32, 32, 12, 3, 1, 1);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x32x32 -> 96x32x32 */
     /* channels 0..83: stage1.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 84, 221184);   /* channels 84..95: stage1.step5.grad.conv1 */
@@ -950,9 +962,8 @@ static void FN(forward_2)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 724992 * nB, act + 626688 * nB, P + 48720, B, 96, 32, 32, 48, 1, 1, 0);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 626688 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 724992 * nB, P + 53328, P + 53376, B, 48, 1024, 0.1, 1e-05, nB * 724992);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 626688 * nB, act + 724992 * nB, P + 53328, P + 53376, buf + 1416, buf + 1464, B, 48, 1024, 1e-05, nB * 724992);
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -969,7 +980,10 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 626688 * nB, P + 53424, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 626688 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 724992 * nB, P + 53328, P + 53376, B, 48, 32, 32, 0.1, 1e-05, nB * 724992, P + 53424, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 626688 * nB, P + 53424, B, 48, 32, 32, 12, 3, 1, 1);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x32x32 -> 108x32x32 */
     /* channels 0..95: stage1.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 96, 221184);   /* channels 96..107: stage1.step6.grad.conv1 */
@@ -984,14 +998,16 @@ static void FN(forward_3)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 626688 * nB, act + 774144 * nB, P + 58824, B, 108, 32, 32, 48, 1, 1, 0);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 675840 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 626688 * nB, P + 64008, P + 64056, B, 48, 1024, 0.1, 1e-05, nB * 884736);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 675840 * nB, act + 626688 * nB, P + 64008, P + 64056, buf + 1728, buf + 1776, B, 48, 1024, 1e-05, nB * 884736);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 675840 * nB, P + 64104, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 675840 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 626688 * nB, P + 64008, P + 64056, B, 48, 32, 32, 0.1, 1e-05, nB * 884736, P + 64104, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 675840 * nB, P + 64104, B, 48, 32, 32, 12, 3, 1, 1);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x32x32 -> 120x32x32 */
     /* channels 0..107: stage1.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 108, 221184);   /* channels 108..119: stage1.step7.grad.conv1 */
@@ -1006,14 +1022,16 @@ static void FN(forward_3)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 675840 * nB, act + 774144 * nB, P + 69528, B, 120, 32, 32, 48, 1, 1, 0);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 774144 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 675840 * nB, P + 75288, P + 75336, B, 48, 1024, 0.1, 1e-05, nB * 1056768);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 774144 * nB, act + 675840 * nB, P + 75288, P + 75336, buf + 2064, buf + 2112, B, 48, 1024, 1e-05, nB * 1056768);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 774144 * nB, P + 75384, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 774144 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 675840 * nB, P + 75288, P + 75336, B, 48, 32, 32, 0.1, 1e-05, nB * 1056768, P + 75384, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 774144 * nB, P + 75384, B, 48, 32, 32, 12, 3, 1, 1);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x32x32 -> 132x32x32 */
     /* channels 0..119: stage1.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 120, 221184);   /* channels 120..131: stage1.step8.grad.conv1 */
@@ -1028,14 +1046,16 @@ static void FN(forward_3)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 909312 * nB, act + 774144 * nB, P + 80832, B, 132, 32, 32, 48, 1, 1, 0);
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 774144 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 909312 * nB, P + 87168, P + 87216, B, 48, 1024, 0.1, 1e-05, nB * 1241088);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 774144 * nB, act + 909312 * nB, P + 87168, P + 87216, buf + 2424, buf + 2472, B, 48, 1024, 1e-05, nB * 1241088);
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 774144 * nB, P + 87264, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 774144 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 909312 * nB, P + 87168, P + 87216, B, 48, 32, 32, 0.1, 1e-05, nB * 1241088, P + 87264, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 774144 * nB, P + 87264, B, 48, 32, 32, 12, 3, 1, 1);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x32x32 -> 144x32x32 */
     /* channels 0..131: stage1.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 132, 221184);   /* channels 132..143: stage1.step9.grad.conv1 */
@@ -1062,14 +1082,16 @@ static void FN(forward_4)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 774144 * nB, act + 958464 * nB, P + 92736, B, 144, 32, 32, 48, 1, 1, 0);
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 823296 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 774144 * nB, P + 99648, P + 99696, B, 48, 1024, 0.1, 1e-05, nB * 1437696);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 823296 * nB, act + 774144 * nB, P + 99648, P + 99696, buf + 2808, buf + 2856, B, 48, 1024, 1e-05, nB * 1437696);
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 823296 * nB, P + 99744, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 823296 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 774144 * nB, P + 99648, P + 99696, B, 48, 32, 32, 0.1, 1e-05, nB * 1437696, P + 99744, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 823296 * nB, P + 99744, B, 48, 32, 32, 12, 3, 1, 1);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x32x32 -> 156x32x32 */
     /* channels 0..143: stage1.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 144, 221184);   /* channels 144..155: stage1.step10.grad.conv1 */
@@ -1084,14 +1106,16 @@ static void FN(forward_4)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 823296 * nB, act + 958464 * nB, P + 105240, B, 156, 32, 32, 48, 1, 1, 0);
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 958464 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 823296 * nB, P + 112728, P + 112776, B, 48, 1024, 0.1, 1e-05, nB * 1646592);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 958464 * nB, act + 823296 * nB, P + 112728, P + 112776, buf + 3216, buf + 3264, B, 48, 1024, 1e-05, nB * 1646592);
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 958464 * nB, P + 112824, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 958464 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 823296 * nB, P + 112728, P + 112776, B, 48, 32, 32, 0.1, 1e-05, nB * 1646592, P + 112824, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 958464 * nB, P + 112824, B, 48, 32, 32, 12, 3, 1, 1);
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x32x32 -> 168x32x32 */
     /* channels 0..155: stage1.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 156, 221184);   /* channels 156..167: stage1.step11.grad.conv1 */
@@ -1106,14 +1130,16 @@ static void FN(forward_4)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1130496 * nB, act + 958464 * nB, P + 118344, B, 168, 32, 32, 48, 1, 1, 0);
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 958464 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 1130496 * nB, P + 126408, P + 126456, B, 48, 1024, 0.1, 1e-05, nB * 1867776);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 958464 * nB, act + 1130496 * nB, P + 126408, P + 126456, buf + 3648, buf + 3696, B, 48, 1024, 1e-05, nB * 1867776);
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 958464 * nB, P + 126504, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 958464 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 1130496 * nB, P + 126408, P + 126456, B, 48, 32, 32, 0.1, 1e-05, nB * 1867776, P + 126504, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 958464 * nB, P + 126504, B, 48, 32, 32, 12, 3, 1, 1);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x32x32 -> 180x32x32 */
     /* channels 0..167: stage1.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 168, 221184);   /* channels 168..179: stage1.step12.grad.conv1 */
@@ -1128,9 +1154,8 @@ static void FN(forward_4)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 958464 * nB, act + 1179648 * nB, P + 132048, B, 180, 32, 32, 48, 1, 1, 0);
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1007616 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 958464 * nB, P + 140688, P + 140736, B, 48, 1024, 0.1, 1e-05, nB * 2101248);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1007616 * nB, act + 958464 * nB, P + 140688, P + 140736, buf + 4104, buf + 4152, B, 48, 1024, 1e-05, nB * 2101248);
 }
 
@@ -1147,7 +1172,10 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 1007616 * nB, P + 140784, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 1007616 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 958464 * nB, P + 140688, P + 140736, B, 48, 32, 32, 0.1, 1e-05, nB * 2101248, P + 140784, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 1007616 * nB, P + 140784, B, 48, 32, 32, 12, 3, 1, 1);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x32x32 -> 192x32x32 */
     /* channels 0..179: stage1.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 180, 221184);   /* channels 180..191: stage1.step13.grad.conv1 */
@@ -1162,14 +1190,16 @@ static void FN(forward_5)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1007616 * nB, act + 1179648 * nB, P + 146352, B, 192, 32, 32, 48, 1, 1, 0);
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1056768 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 1007616 * nB, P + 155568, P + 155616, B, 48, 1024, 0.1, 1e-05, nB * 2347008);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1056768 * nB, act + 1007616 * nB, P + 155568, P + 155616, buf + 4584, buf + 4632, B, 48, 1024, 1e-05, nB * 2347008);
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 1056768 * nB, P + 155664, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 1056768 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 1007616 * nB, P + 155568, P + 155616, B, 48, 32, 32, 0.1, 1e-05, nB * 2347008, P + 155664, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 1056768 * nB, P + 155664, B, 48, 32, 32, 12, 3, 1, 1);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x32x32 -> 204x32x32 */
     /* channels 0..191: stage1.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 192, 221184);   /* channels 192..203: stage1.step14.grad.conv1 */
@@ -1184,14 +1214,16 @@ static void FN(forward_5)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1056768 * nB, act + 1179648 * nB, P + 161256, B, 204, 32, 32, 48, 1, 1, 0);
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x32x32 -> 48x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1179648 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 1056768 * nB, P + 171048, P + 171096, B, 48, 1024, 0.1, 1e-05, nB * 2605056);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1179648 * nB, act + 1056768 * nB, P + 171048, P + 171096, buf + 5088, buf + 5136, B, 48, 1024, 1e-05, nB * 2605056);
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x32x32 -> 48x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 24576 * nB, act + 1179648 * nB, P + 171144, B, 48, 32, 32, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 24576 * nB, NULL, act + 1179648 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 1056768 * nB, P + 171048, P + 171096, B, 48, 32, 32, 0.1, 1e-05, nB * 2605056, P + 171144, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 24576 * nB, act + 1179648 * nB, P + 171144, B, 48, 32, 32, 12, 3, 1, 1);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x32x32 -> 216x32x32 */
     /* channels 0..203: stage1.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 98304 * nB, act + 24576 * nB, B, 12, 1024, 204, 221184);   /* channels 204..215: stage1.step15.grad.conv1 */
@@ -1230,14 +1262,16 @@ static void FN(forward_6)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 36864 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 24576 * nB, P + 205488, P + 205536, B, 48, 256, 0.1, 1e-05, nB * 2903040);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 36864 * nB, act + 24576 * nB, P + 205488, P + 205536, buf + 5832, buf + 5880, B, 48, 256, 1e-05, nB * 2903040);
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 36864 * nB, P + 205584, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 36864 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 24576 * nB, P + 205488, P + 205536, B, 48, 16, 16, 0.1, 1e-05, nB * 2903040, P + 205584, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 36864 * nB, P + 205584, B, 48, 16, 16, 12, 3, 1, 1);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x16x16 -> 120x16x16 */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 319488 * nB, B, 108, 256, 0, 76800);   /* channels 0..107: trans1.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 108, 76800);   /* channels 108..119: stage2.step0.grad.conv1 */
@@ -1252,14 +1286,16 @@ static void FN(forward_6)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 36864 * nB, act + 872448 * nB, P + 211008, B, 120, 16, 16, 48, 1, 1, 0);
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 552960 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 36864 * nB, P + 216768, P + 216816, B, 48, 256, 0.1, 1e-05, nB * 2946048);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 552960 * nB, act + 36864 * nB, P + 216768, P + 216816, buf + 6168, buf + 6216, B, 48, 256, 1e-05, nB * 2946048);
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 552960 * nB, P + 216864, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 552960 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 36864 * nB, P + 216768, P + 216816, B, 48, 16, 16, 0.1, 1e-05, nB * 2946048, P + 216864, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 552960 * nB, P + 216864, B, 48, 16, 16, 12, 3, 1, 1);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x16x16 -> 132x16x16 */
     /* channels 0..119: stage2.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 120, 76800);   /* channels 120..131: stage2.step1.grad.conv1 */
@@ -1274,14 +1310,16 @@ static void FN(forward_6)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 552960 * nB, act + 872448 * nB, P + 222312, B, 132, 16, 16, 48, 1, 1, 0);
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 565248 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 552960 * nB, P + 228648, P + 228696, B, 48, 256, 0.1, 1e-05, nB * 2992128);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 565248 * nB, act + 552960 * nB, P + 228648, P + 228696, buf + 6528, buf + 6576, B, 48, 256, 1e-05, nB * 2992128);
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 565248 * nB, P + 228744, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 565248 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 552960 * nB, P + 228648, P + 228696, B, 48, 16, 16, 0.1, 1e-05, nB * 2992128, P + 228744, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 565248 * nB, P + 228744, B, 48, 16, 16, 12, 3, 1, 1);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x16x16 -> 144x16x16 */
     /* channels 0..131: stage2.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 132, 76800);   /* channels 132..143: stage2.step2.grad.conv1 */
@@ -1296,14 +1334,16 @@ static void FN(forward_6)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 565248 * nB, act + 872448 * nB, P + 234216, B, 144, 16, 16, 48, 1, 1, 0);
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 872448 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 565248 * nB, P + 241128, P + 241176, B, 48, 256, 0.1, 1e-05, nB * 3041280);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 872448 * nB, act + 565248 * nB, P + 241128, P + 241176, buf + 6912, buf + 6960, B, 48, 256, 1e-05, nB * 3041280);
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 872448 * nB, P + 241224, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 872448 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 565248 * nB, P + 241128, P + 241176, B, 48, 16, 16, 0.1, 1e-05, nB * 3041280, P + 241224, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 872448 * nB, P + 241224, B, 48, 16, 16, 12, 3, 1, 1);
 }
 
 /* Forward, part 7 of 15. */
@@ -1330,14 +1370,16 @@ static void FN(forward_7)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 872448 * nB, act + 1256448 * nB, P + 246720, B, 156, 16, 16, 48, 1, 1, 0);
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 884736 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 872448 * nB, P + 254208, P + 254256, B, 48, 256, 0.1, 1e-05, nB * 3093504);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 884736 * nB, act + 872448 * nB, P + 254208, P + 254256, buf + 7320, buf + 7368, B, 48, 256, 1e-05, nB * 3093504);
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 884736 * nB, P + 254304, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 884736 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 872448 * nB, P + 254208, P + 254256, B, 48, 16, 16, 0.1, 1e-05, nB * 3093504, P + 254304, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 884736 * nB, P + 254304, B, 48, 16, 16, 12, 3, 1, 1);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x16x16 -> 168x16x16 */
     /* channels 0..155: stage2.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 156, 76800);   /* channels 156..167: stage2.step4.grad.conv1 */
@@ -1352,14 +1394,16 @@ static void FN(forward_7)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 1256448 * nB, P + 259824, B, 168, 16, 16, 48, 1, 1, 0);
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 897024 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 884736 * nB, P + 267888, P + 267936, B, 48, 256, 0.1, 1e-05, nB * 3148800);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 897024 * nB, act + 884736 * nB, P + 267888, P + 267936, buf + 7752, buf + 7800, B, 48, 256, 1e-05, nB * 3148800);
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 897024 * nB, P + 267984, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 897024 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 884736 * nB, P + 267888, P + 267936, B, 48, 16, 16, 0.1, 1e-05, nB * 3148800, P + 267984, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 897024 * nB, P + 267984, B, 48, 16, 16, 12, 3, 1, 1);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x16x16 -> 180x16x16 */
     /* channels 0..167: stage2.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 168, 76800);   /* channels 168..179: stage2.step5.grad.conv1 */
@@ -1374,14 +1418,16 @@ static void FN(forward_7)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 897024 * nB, act + 1256448 * nB, P + 273528, B, 180, 16, 16, 48, 1, 1, 0);
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1105920 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 897024 * nB, P + 282168, P + 282216, B, 48, 256, 0.1, 1e-05, nB * 3207168);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1105920 * nB, act + 897024 * nB, P + 282168, P + 282216, buf + 8208, buf + 8256, B, 48, 256, 1e-05, nB * 3207168);
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1105920 * nB, P + 282264, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1105920 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 897024 * nB, P + 282168, P + 282216, B, 48, 16, 16, 0.1, 1e-05, nB * 3207168, P + 282264, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1105920 * nB, P + 282264, B, 48, 16, 16, 12, 3, 1, 1);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x16x16 -> 192x16x16 */
     /* channels 0..179: stage2.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 180, 76800);   /* channels 180..191: stage2.step6.grad.conv1 */
@@ -1408,14 +1454,16 @@ static void FN(forward_8)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1105920 * nB, act + 1256448 * nB, P + 287832, B, 192, 16, 16, 48, 1, 1, 0);
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1118208 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 1105920 * nB, P + 297048, P + 297096, B, 48, 256, 0.1, 1e-05, nB * 3268608);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1118208 * nB, act + 1105920 * nB, P + 297048, P + 297096, buf + 8688, buf + 8736, B, 48, 256, 1e-05, nB * 3268608);
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1118208 * nB, P + 297144, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1118208 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 1105920 * nB, P + 297048, P + 297096, B, 48, 16, 16, 0.1, 1e-05, nB * 3268608, P + 297144, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1118208 * nB, P + 297144, B, 48, 16, 16, 12, 3, 1, 1);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x16x16 -> 204x16x16 */
     /* channels 0..191: stage2.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 192, 76800);   /* channels 192..203: stage2.step7.grad.conv1 */
@@ -1430,14 +1478,16 @@ static void FN(forward_8)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1118208 * nB, act + 1256448 * nB, P + 302736, B, 204, 16, 16, 48, 1, 1, 0);
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1256448 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 1118208 * nB, P + 312528, P + 312576, B, 48, 256, 0.1, 1e-05, nB * 3333120);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1256448 * nB, act + 1118208 * nB, P + 312528, P + 312576, buf + 9192, buf + 9240, B, 48, 256, 1e-05, nB * 3333120);
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1256448 * nB, P + 312624, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1256448 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 1118208 * nB, P + 312528, P + 312576, B, 48, 16, 16, 0.1, 1e-05, nB * 3333120, P + 312624, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1256448 * nB, P + 312624, B, 48, 16, 16, 12, 3, 1, 1);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x16x16 -> 216x16x16 */
     /* channels 0..203: stage2.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 204, 76800);   /* channels 204..215: stage2.step8.grad.conv1 */
@@ -1452,14 +1502,16 @@ static void FN(forward_8)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1311744 * nB, act + 1256448 * nB, P + 318240, B, 216, 16, 16, 48, 1, 1, 0);
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1256448 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 1311744 * nB, P + 328608, P + 328656, B, 48, 256, 0.1, 1e-05, nB * 3400704);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1256448 * nB, act + 1311744 * nB, P + 328608, P + 328656, buf + 9720, buf + 9768, B, 48, 256, 1e-05, nB * 3400704);
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1256448 * nB, P + 328704, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1256448 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 1311744 * nB, P + 328608, P + 328656, B, 48, 16, 16, 0.1, 1e-05, nB * 3400704, P + 328704, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1256448 * nB, P + 328704, B, 48, 16, 16, 12, 3, 1, 1);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x16x16 -> 228x16x16 */
     /* channels 0..215: stage2.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 216, 76800);   /* channels 216..227: stage2.step9.grad.conv1 */
@@ -1474,9 +1526,8 @@ static void FN(forward_8)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1256448 * nB, act + 1324032 * nB, P + 334344, B, 228, 16, 16, 48, 1, 1, 0);
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1268736 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 1256448 * nB, P + 345288, P + 345336, B, 48, 256, 0.1, 1e-05, nB * 3471360);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1268736 * nB, act + 1256448 * nB, P + 345288, P + 345336, buf + 10272, buf + 10320, B, 48, 256, 1e-05, nB * 3471360);
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -1493,7 +1544,10 @@ static void FN(forward_9)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1268736 * nB, P + 345384, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1268736 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 1256448 * nB, P + 345288, P + 345336, B, 48, 16, 16, 0.1, 1e-05, nB * 3471360, P + 345384, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1268736 * nB, P + 345384, B, 48, 16, 16, 12, 3, 1, 1);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x16x16 -> 240x16x16 */
     /* channels 0..227: stage2.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 228, 76800);   /* channels 228..239: stage2.step10.grad.conv1 */
@@ -1508,14 +1562,16 @@ static void FN(forward_9)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1268736 * nB, act + 1324032 * nB, P + 351048, B, 240, 16, 16, 48, 1, 1, 0);
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1281024 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 1268736 * nB, P + 362568, P + 362616, B, 48, 256, 0.1, 1e-05, nB * 3545088);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1281024 * nB, act + 1268736 * nB, P + 362568, P + 362616, buf + 10848, buf + 10896, B, 48, 256, 1e-05, nB * 3545088);
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1281024 * nB, P + 362664, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1281024 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 1268736 * nB, P + 362568, P + 362616, B, 48, 16, 16, 0.1, 1e-05, nB * 3545088, P + 362664, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1281024 * nB, P + 362664, B, 48, 16, 16, 12, 3, 1, 1);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x16x16 -> 252x16x16 */
     /* channels 0..239: stage2.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 240, 76800);   /* channels 240..251: stage2.step11.grad.conv1 */
@@ -1530,14 +1586,16 @@ static void FN(forward_9)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1281024 * nB, act + 1324032 * nB, P + 368352, B, 252, 16, 16, 48, 1, 1, 0);
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1293312 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 1281024 * nB, P + 380448, P + 380496, B, 48, 256, 0.1, 1e-05, nB * 3621888);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1293312 * nB, act + 1281024 * nB, P + 380448, P + 380496, buf + 11448, buf + 11496, B, 48, 256, 1e-05, nB * 3621888);
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1293312 * nB, P + 380544, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1293312 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 1281024 * nB, P + 380448, P + 380496, B, 48, 16, 16, 0.1, 1e-05, nB * 3621888, P + 380544, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1293312 * nB, P + 380544, B, 48, 16, 16, 12, 3, 1, 1);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x16x16 -> 264x16x16 */
     /* channels 0..251: stage2.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 252, 76800);   /* channels 252..263: stage2.step12.grad.conv1 */
@@ -1552,14 +1610,16 @@ static void FN(forward_9)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1293312 * nB, act + 1324032 * nB, P + 386256, B, 264, 16, 16, 48, 1, 1, 0);
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1324032 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 1293312 * nB, P + 398928, P + 398976, B, 48, 256, 0.1, 1e-05, nB * 3701760);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1324032 * nB, act + 1293312 * nB, P + 398928, P + 398976, buf + 12072, buf + 12120, B, 48, 256, 1e-05, nB * 3701760);
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1324032 * nB, P + 399024, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1324032 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 1293312 * nB, P + 398928, P + 398976, B, 48, 16, 16, 0.1, 1e-05, nB * 3701760, P + 399024, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1324032 * nB, P + 399024, B, 48, 16, 16, 12, 3, 1, 1);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x16x16 -> 276x16x16 */
     /* channels 0..263: stage2.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 264, 76800);   /* channels 264..275: stage2.step13.grad.conv1 */
@@ -1586,14 +1646,16 @@ static void FN(forward_10)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1394688 * nB, act + 1324032 * nB, P + 404760, B, 276, 16, 16, 48, 1, 1, 0);
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1324032 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 1394688 * nB, P + 418008, P + 418056, B, 48, 256, 0.1, 1e-05, nB * 3784704);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1324032 * nB, act + 1394688 * nB, P + 418008, P + 418056, buf + 12720, buf + 12768, B, 48, 256, 1e-05, nB * 3784704);
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1324032 * nB, P + 418104, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1324032 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 1394688 * nB, P + 418008, P + 418056, B, 48, 16, 16, 0.1, 1e-05, nB * 3784704, P + 418104, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1324032 * nB, P + 418104, B, 48, 16, 16, 12, 3, 1, 1);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x16x16 -> 288x16x16 */
     /* channels 0..275: stage2.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 276, 76800);   /* channels 276..287: stage2.step14.grad.conv1 */
@@ -1608,14 +1670,16 @@ static void FN(forward_10)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1324032 * nB, act + 1406976 * nB, P + 423864, B, 288, 16, 16, 48, 1, 1, 0);
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x16x16 -> 48x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1336320 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 1324032 * nB, P + 437688, P + 437736, B, 48, 256, 0.1, 1e-05, nB * 3870720);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1336320 * nB, act + 1324032 * nB, P + 437688, P + 437736, buf + 13392, buf + 13440, B, 48, 256, 1e-05, nB * 3870720);
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x16x16 -> 48x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 347136 * nB, act + 1336320 * nB, P + 437784, B, 48, 16, 16, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 347136 * nB, NULL, act + 1336320 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 1324032 * nB, P + 437688, P + 437736, B, 48, 16, 16, 0.1, 1e-05, nB * 3870720, P + 437784, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 347136 * nB, act + 1336320 * nB, P + 437784, B, 48, 16, 16, 12, 3, 1, 1);
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x16x16 -> 300x16x16 */
     /* channels 0..287: stage2.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1179648 * nB, act + 347136 * nB, B, 12, 256, 288, 76800);   /* channels 288..299: stage2.step15.grad.conv1 */
@@ -1642,14 +1706,16 @@ static void FN(forward_10)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 347136 * nB, act + 1336320 * nB, P + 488868, B, 150, 8, 8, 48, 1, 1, 0);
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 350208 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 347136 * nB, P + 496068, P + 496116, B, 48, 64, 0.1, 1e-05, nB * 3969408);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 350208 * nB, act + 347136 * nB, P + 496068, P + 496116, buf + 14388, buf + 14436, B, 48, 64, 1e-05, nB * 3969408);
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 353280 * nB, act + 350208 * nB, P + 496164, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 353280 * nB, NULL, act + 350208 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 347136 * nB, P + 496068, P + 496116, B, 48, 8, 8, 0.1, 1e-05, nB * 3969408, P + 496164, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 353280 * nB, act + 350208 * nB, P + 496164, B, 48, 8, 8, 12, 3, 1, 1);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x8x8 -> 162x8x8 */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1374720 * nB, B, 150, 64, 0, 21888);   /* channels 0..149: trans2.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 353280 * nB, B, 12, 64, 150, 21888);   /* channels 150..161: stage3.step0.grad.conv1 */
@@ -1676,14 +1742,16 @@ static void FN(forward_11)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 350208 * nB, act + 1358208 * nB, P + 501672, B, 162, 8, 8, 48, 1, 1, 0);
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 353280 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 350208 * nB, P + 509448, P + 509496, B, 48, 64, 0.1, 1e-05, nB * 3982848);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 353280 * nB, act + 350208 * nB, P + 509448, P + 509496, buf + 14808, buf + 14856, B, 48, 64, 1e-05, nB * 3982848);
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1305600 * nB, act + 353280 * nB, P + 509544, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1305600 * nB, NULL, act + 353280 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 350208 * nB, P + 509448, P + 509496, B, 48, 8, 8, 0.1, 1e-05, nB * 3982848, P + 509544, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1305600 * nB, act + 353280 * nB, P + 509544, B, 48, 8, 8, 12, 3, 1, 1);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x8x8 -> 174x8x8 */
     /* channels 0..161: stage3.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1305600 * nB, B, 12, 64, 162, 21888);   /* channels 162..173: stage3.step1.grad.conv1 */
@@ -1698,14 +1766,16 @@ static void FN(forward_11)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 353280 * nB, act + 1358208 * nB, P + 515076, B, 174, 8, 8, 48, 1, 1, 0);
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1305600 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 353280 * nB, P + 523428, P + 523476, B, 48, 64, 0.1, 1e-05, nB * 3997056);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1305600 * nB, act + 353280 * nB, P + 523428, P + 523476, buf + 15252, buf + 15300, B, 48, 64, 1e-05, nB * 3997056);
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1308672 * nB, act + 1305600 * nB, P + 523524, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1308672 * nB, NULL, act + 1305600 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 353280 * nB, P + 523428, P + 523476, B, 48, 8, 8, 0.1, 1e-05, nB * 3997056, P + 523524, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1308672 * nB, act + 1305600 * nB, P + 523524, B, 48, 8, 8, 12, 3, 1, 1);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x8x8 -> 186x8x8 */
     /* channels 0..173: stage3.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1308672 * nB, B, 12, 64, 174, 21888);   /* channels 174..185: stage3.step2.grad.conv1 */
@@ -1720,14 +1790,16 @@ static void FN(forward_11)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1305600 * nB, act + 1358208 * nB, P + 529080, B, 186, 8, 8, 48, 1, 1, 0);
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1308672 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 1305600 * nB, P + 538008, P + 538056, B, 48, 64, 0.1, 1e-05, nB * 4012032);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1308672 * nB, act + 1305600 * nB, P + 538008, P + 538056, buf + 15720, buf + 15768, B, 48, 64, 1e-05, nB * 4012032);
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1358208 * nB, act + 1308672 * nB, P + 538104, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1358208 * nB, NULL, act + 1308672 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 1305600 * nB, P + 538008, P + 538056, B, 48, 8, 8, 0.1, 1e-05, nB * 4012032, P + 538104, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1358208 * nB, act + 1308672 * nB, P + 538104, B, 48, 8, 8, 12, 3, 1, 1);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x8x8 -> 198x8x8 */
     /* channels 0..185: stage3.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1358208 * nB, B, 12, 64, 186, 21888);   /* channels 186..197: stage3.step3.grad.conv1 */
@@ -1754,14 +1826,16 @@ static void FN(forward_12)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1358208 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 1308672 * nB, P + 553188, P + 553236, B, 48, 64, 0.1, 1e-05, nB * 4027776);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1358208 * nB, act + 1308672 * nB, P + 553188, P + 553236, buf + 16212, buf + 16260, B, 48, 64, 1e-05, nB * 4027776);
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1361280 * nB, act + 1358208 * nB, P + 553284, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1361280 * nB, NULL, act + 1358208 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 1308672 * nB, P + 553188, P + 553236, B, 48, 8, 8, 0.1, 1e-05, nB * 4027776, P + 553284, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1361280 * nB, act + 1358208 * nB, P + 553284, B, 48, 8, 8, 12, 3, 1, 1);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x8x8 -> 210x8x8 */
     /* channels 0..197: stage3.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 198, 21888);   /* channels 198..209: stage3.step4.grad.conv1 */
@@ -1776,14 +1850,16 @@ static void FN(forward_12)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1371648 * nB, act + 1358208 * nB, P + 558888, B, 210, 8, 8, 48, 1, 1, 0);
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1358208 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 1371648 * nB, P + 568968, P + 569016, B, 48, 64, 0.1, 1e-05, nB * 4044288);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1358208 * nB, act + 1371648 * nB, P + 568968, P + 569016, buf + 16728, buf + 16776, B, 48, 64, 1e-05, nB * 4044288);
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1361280 * nB, act + 1358208 * nB, P + 569064, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1361280 * nB, NULL, act + 1358208 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 1371648 * nB, P + 568968, P + 569016, B, 48, 8, 8, 0.1, 1e-05, nB * 4044288, P + 569064, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1361280 * nB, act + 1358208 * nB, P + 569064, B, 48, 8, 8, 12, 3, 1, 1);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x8x8 -> 222x8x8 */
     /* channels 0..209: stage3.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1361280 * nB, B, 12, 64, 210, 21888);   /* channels 210..221: stage3.step5.grad.conv1 */
@@ -1798,14 +1874,16 @@ static void FN(forward_12)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1358208 * nB, act + 1406976 * nB, P + 574692, B, 222, 8, 8, 48, 1, 1, 0);
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1361280 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 1358208 * nB, P + 585348, P + 585396, B, 48, 64, 0.1, 1e-05, nB * 4061568);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1361280 * nB, act + 1358208 * nB, P + 585348, P + 585396, buf + 17268, buf + 17316, B, 48, 64, 1e-05, nB * 4061568);
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1364352 * nB, act + 1361280 * nB, P + 585444, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1364352 * nB, NULL, act + 1361280 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 1358208 * nB, P + 585348, P + 585396, B, 48, 8, 8, 0.1, 1e-05, nB * 4061568, P + 585444, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1364352 * nB, act + 1361280 * nB, P + 585444, B, 48, 8, 8, 12, 3, 1, 1);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x8x8 -> 234x8x8 */
     /* channels 0..221: stage3.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1364352 * nB, B, 12, 64, 222, 21888);   /* channels 222..233: stage3.step6.grad.conv1 */
@@ -1820,14 +1898,16 @@ static void FN(forward_12)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1361280 * nB, act + 1406976 * nB, P + 591096, B, 234, 8, 8, 48, 1, 1, 0);
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1364352 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 1361280 * nB, P + 602328, P + 602376, B, 48, 64, 0.1, 1e-05, nB * 4079616);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1364352 * nB, act + 1361280 * nB, P + 602328, P + 602376, buf + 17832, buf + 17880, B, 48, 64, 1e-05, nB * 4079616);
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1367424 * nB, act + 1364352 * nB, P + 602424, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1367424 * nB, NULL, act + 1364352 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 1361280 * nB, P + 602328, P + 602376, B, 48, 8, 8, 0.1, 1e-05, nB * 4079616, P + 602424, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1367424 * nB, act + 1364352 * nB, P + 602424, B, 48, 8, 8, 12, 3, 1, 1);
 }
 
 /* Forward, part 13 of 15. */
@@ -1854,14 +1934,16 @@ static void FN(forward_13)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1364352 * nB, act + 1406976 * nB, P + 608100, B, 246, 8, 8, 48, 1, 1, 0);
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1367424 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 1364352 * nB, P + 619908, P + 619956, B, 48, 64, 0.1, 1e-05, nB * 4098432);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1367424 * nB, act + 1364352 * nB, P + 619908, P + 619956, buf + 18420, buf + 18468, B, 48, 64, 1e-05, nB * 4098432);
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1367424 * nB, P + 620004, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1370496 * nB, NULL, act + 1367424 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 1364352 * nB, P + 619908, P + 619956, B, 48, 8, 8, 0.1, 1e-05, nB * 4098432, P + 620004, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1370496 * nB, act + 1367424 * nB, P + 620004, B, 48, 8, 8, 12, 3, 1, 1);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x8x8 -> 258x8x8 */
     /* channels 0..245: stage3.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 246, 21888);   /* channels 246..257: stage3.step8.grad.conv1 */
@@ -1876,14 +1958,16 @@ static void FN(forward_13)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1367424 * nB, act + 1406976 * nB, P + 625704, B, 258, 8, 8, 48, 1, 1, 0);
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1384320 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 1367424 * nB, P + 638088, P + 638136, B, 48, 64, 0.1, 1e-05, nB * 4118016);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1384320 * nB, act + 1367424 * nB, P + 638088, P + 638136, buf + 19032, buf + 19080, B, 48, 64, 1e-05, nB * 4118016);
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1384320 * nB, P + 638184, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1370496 * nB, NULL, act + 1384320 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 1367424 * nB, P + 638088, P + 638136, B, 48, 8, 8, 0.1, 1e-05, nB * 4118016, P + 638184, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1370496 * nB, act + 1384320 * nB, P + 638184, B, 48, 8, 8, 12, 3, 1, 1);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x8x8 -> 270x8x8 */
     /* channels 0..257: stage3.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 258, 21888);   /* channels 258..269: stage3.step9.grad.conv1 */
@@ -1898,14 +1982,16 @@ static void FN(forward_13)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1384320 * nB, act + 1406976 * nB, P + 643908, B, 270, 8, 8, 48, 1, 1, 0);
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1387392 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 1384320 * nB, P + 656868, P + 656916, B, 48, 64, 0.1, 1e-05, nB * 4138368);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1387392 * nB, act + 1384320 * nB, P + 656868, P + 656916, buf + 19668, buf + 19716, B, 48, 64, 1e-05, nB * 4138368);
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1387392 * nB, P + 656964, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1370496 * nB, NULL, act + 1387392 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 1384320 * nB, P + 656868, P + 656916, B, 48, 8, 8, 0.1, 1e-05, nB * 4138368, P + 656964, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1370496 * nB, act + 1387392 * nB, P + 656964, B, 48, 8, 8, 12, 3, 1, 1);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x8x8 -> 282x8x8 */
     /* channels 0..269: stage3.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 270, 21888);   /* channels 270..281: stage3.step10.grad.conv1 */
@@ -1932,14 +2018,16 @@ static void FN(forward_14)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1387392 * nB, act + 1406976 * nB, P + 662712, B, 282, 8, 8, 48, 1, 1, 0);
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1390464 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 1387392 * nB, P + 676248, P + 676296, B, 48, 64, 0.1, 1e-05, nB * 4159488);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1390464 * nB, act + 1387392 * nB, P + 676248, P + 676296, buf + 20328, buf + 20376, B, 48, 64, 1e-05, nB * 4159488);
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1390464 * nB, P + 676344, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1370496 * nB, NULL, act + 1390464 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 1387392 * nB, P + 676248, P + 676296, B, 48, 8, 8, 0.1, 1e-05, nB * 4159488, P + 676344, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1370496 * nB, act + 1390464 * nB, P + 676344, B, 48, 8, 8, 12, 3, 1, 1);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x8x8 -> 294x8x8 */
     /* channels 0..281: stage3.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 282, 21888);   /* channels 282..293: stage3.step11.grad.conv1 */
@@ -1954,14 +2042,16 @@ static void FN(forward_14)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1390464 * nB, act + 1406976 * nB, P + 682116, B, 294, 8, 8, 48, 1, 1, 0);
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1406976 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 1390464 * nB, P + 696228, P + 696276, B, 48, 64, 0.1, 1e-05, nB * 4181376);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1406976 * nB, act + 1390464 * nB, P + 696228, P + 696276, buf + 21012, buf + 21060, B, 48, 64, 1e-05, nB * 4181376);
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1406976 * nB, P + 696324, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1370496 * nB, NULL, act + 1406976 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 1390464 * nB, P + 696228, P + 696276, B, 48, 8, 8, 0.1, 1e-05, nB * 4181376, P + 696324, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1370496 * nB, act + 1406976 * nB, P + 696324, B, 48, 8, 8, 12, 3, 1, 1);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x8x8 -> 306x8x8 */
     /* channels 0..293: stage3.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 294, 21888);   /* channels 294..305: stage3.step12.grad.conv1 */
@@ -1976,14 +2066,16 @@ static void FN(forward_14)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1426560 * nB, act + 1406976 * nB, P + 702120, B, 306, 8, 8, 48, 1, 1, 0);
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1406976 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 1426560 * nB, P + 716808, P + 716856, B, 48, 64, 0.1, 1e-05, nB * 4204032);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1406976 * nB, act + 1426560 * nB, P + 716808, P + 716856, buf + 21720, buf + 21768, B, 48, 64, 1e-05, nB * 4204032);
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1406976 * nB, P + 716904, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1370496 * nB, NULL, act + 1406976 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 1426560 * nB, P + 716808, P + 716856, B, 48, 8, 8, 0.1, 1e-05, nB * 4204032, P + 716904, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1370496 * nB, act + 1406976 * nB, P + 716904, B, 48, 8, 8, 12, 3, 1, 1);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x8x8 -> 318x8x8 */
     /* channels 0..305: stage3.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 306, 21888);   /* channels 306..317: stage3.step13.grad.conv1 */
@@ -1998,9 +2090,8 @@ static void FN(forward_14)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1406976 * nB, act + 1429632 * nB, P + 722724, B, 318, 8, 8, 48, 1, 1, 0);
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1410048 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 1406976 * nB, P + 737988, P + 738036, B, 48, 64, 0.1, 1e-05, nB * 4227456);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1410048 * nB, act + 1406976 * nB, P + 737988, P + 738036, buf + 22452, buf + 22500, B, 48, 64, 1e-05, nB * 4227456);
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -2017,7 +2108,10 @@ static void FN(forward_15)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1410048 * nB, P + 738084, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1370496 * nB, NULL, act + 1410048 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 1406976 * nB, P + 737988, P + 738036, B, 48, 8, 8, 0.1, 1e-05, nB * 4227456, P + 738084, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1370496 * nB, act + 1410048 * nB, P + 738084, B, 48, 8, 8, 12, 3, 1, 1);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x8x8 -> 330x8x8 */
     /* channels 0..317: stage3.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 318, 21888);   /* channels 318..329: stage3.step14.grad.conv1 */
@@ -2032,14 +2126,16 @@ static void FN(forward_15)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1410048 * nB, act + 1429632 * nB, P + 743928, B, 330, 8, 8, 48, 1, 1, 0);
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x8x8 -> 48x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1413120 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 1410048 * nB, P + 759768, P + 759816, B, 48, 64, 0.1, 1e-05, nB * 4251648);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1413120 * nB, act + 1410048 * nB, P + 759768, P + 759816, buf + 23208, buf + 23256, B, 48, 64, 1e-05, nB * 4251648);
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x8x8 -> 48x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1370496 * nB, act + 1413120 * nB, P + 759864, B, 48, 8, 8, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1370496 * nB, NULL, act + 1413120 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 1410048 * nB, P + 759768, P + 759816, B, 48, 8, 8, 0.1, 1e-05, nB * 4251648, P + 759864, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1370496 * nB, act + 1413120 * nB, P + 759864, B, 48, 8, 8, 12, 3, 1, 1);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x8x8 -> 342x8x8 */
     /* channels 0..329: stage3.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1336320 * nB, act + 1370496 * nB, B, 12, 64, 330, 21888);   /* channels 330..341: stage3.step15.grad.conv1 */
@@ -2098,8 +2194,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x8x8 -> 342x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 330, 21888);
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1413120 * nB, act + 1410048 * nB, fix + 23872, fix + 23920, P + 759768, P + 759816, B, 48, 64, nB * 4251648, 3072);   /* stage3.step15.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1416192 * nB, 0, G + 759864, act + 1370496 * nB, act + 1413120 * nB, P + 759864, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1416192 * nB, 0, G + 759864, act + 1370496 * nB, act + 1413120 * nB, act + 1410048 * nB, fix + 23872, fix + 23920, P + 759768, P + 759816, B, 48, 8, 8, nB * 4251648, 3072, P + 759864, 12);   /* stage3.step15.grad.relu1, not kept from forward: applied as dw reads it */
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2113,8 +2208,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x8x8 -> 330x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 318, 21888);
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1410048 * nB, act + 1406976 * nB, fix + 23104, fix + 23152, P + 737988, P + 738036, B, 48, 64, nB * 4227456, 3072);   /* stage3.step14.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1413120 * nB, 0, G + 738084, act + 1370496 * nB, act + 1410048 * nB, P + 738084, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1413120 * nB, 0, G + 738084, act + 1370496 * nB, act + 1410048 * nB, act + 1406976 * nB, fix + 23104, fix + 23152, P + 737988, P + 738036, B, 48, 8, 8, nB * 4227456, 3072, P + 738084, 12);   /* stage3.step14.grad.relu1, not kept from forward: applied as dw reads it */
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2128,8 +2222,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x8x8 -> 318x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 306, 21888);
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1426560 * nB, fix + 22368, fix + 22416, P + 716808, P + 716856, B, 48, 64, nB * 4204032, 3072);   /* stage3.step13.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1410048 * nB, 0, G + 716904, act + 1370496 * nB, act + 1406976 * nB, P + 716904, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1410048 * nB, 0, G + 716904, act + 1370496 * nB, act + 1406976 * nB, act + 1426560 * nB, fix + 22368, fix + 22416, P + 716808, P + 716856, B, 48, 8, 8, nB * 4204032, 3072, P + 716904, 12);   /* stage3.step13.grad.relu1, not kept from forward: applied as dw reads it */
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2155,8 +2248,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x8x8 -> 306x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 294, 21888);
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1406976 * nB, act + 1390464 * nB, fix + 21632, fix + 21680, P + 696228, P + 696276, B, 48, 64, nB * 4181376, 3072);   /* stage3.step12.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1410048 * nB, 0, G + 696324, act + 1370496 * nB, act + 1406976 * nB, P + 696324, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1410048 * nB, 0, G + 696324, act + 1370496 * nB, act + 1406976 * nB, act + 1390464 * nB, fix + 21632, fix + 21680, P + 696228, P + 696276, B, 48, 8, 8, nB * 4181376, 3072, P + 696324, 12);   /* stage3.step12.grad.relu1, not kept from forward: applied as dw reads it */
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2170,8 +2262,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x8x8 -> 294x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 282, 21888);
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1390464 * nB, act + 1387392 * nB, fix + 20928, fix + 20976, P + 676248, P + 676296, B, 48, 64, nB * 4159488, 3072);   /* stage3.step11.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1406976 * nB, 0, G + 676344, act + 1370496 * nB, act + 1390464 * nB, P + 676344, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1406976 * nB, 0, G + 676344, act + 1370496 * nB, act + 1390464 * nB, act + 1387392 * nB, fix + 20928, fix + 20976, P + 676248, P + 676296, B, 48, 8, 8, nB * 4159488, 3072, P + 676344, 12);   /* stage3.step11.grad.relu1, not kept from forward: applied as dw reads it */
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2185,8 +2276,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x8x8 -> 282x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 270, 21888);
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1387392 * nB, act + 1384320 * nB, fix + 20256, fix + 20304, P + 656868, P + 656916, B, 48, 64, nB * 4138368, 3072);   /* stage3.step10.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1390464 * nB, 0, G + 656964, act + 1370496 * nB, act + 1387392 * nB, P + 656964, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1390464 * nB, 0, G + 656964, act + 1370496 * nB, act + 1387392 * nB, act + 1384320 * nB, fix + 20256, fix + 20304, P + 656868, P + 656916, B, 48, 8, 8, nB * 4138368, 3072, P + 656964, 12);   /* stage3.step10.grad.relu1, not kept from forward: applied as dw reads it */
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2200,8 +2290,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x8x8 -> 270x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1370496 * nB, 0, act + 1473408 * nB, B, 12, 64, 258, 21888);
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1384320 * nB, act + 1367424 * nB, fix + 19616, fix + 19664, P + 638088, P + 638136, B, 48, 64, nB * 4118016, 3072);   /* stage3.step9.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1387392 * nB, 0, G + 638184, act + 1370496 * nB, act + 1384320 * nB, P + 638184, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1387392 * nB, 0, G + 638184, act + 1370496 * nB, act + 1384320 * nB, act + 1367424 * nB, fix + 19616, fix + 19664, P + 638088, P + 638136, B, 48, 8, 8, nB * 4118016, 3072, P + 638184, 12);   /* stage3.step9.grad.relu1, not kept from forward: applied as dw reads it */
 }
 
 /* Backward, part 3 of 15. */
@@ -2227,8 +2316,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x8x8 -> 258x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1367424 * nB, 0, act + 1473408 * nB, B, 12, 64, 246, 21888);
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1368192 * nB, act + 1364352 * nB, fix + 18976, fix + 19024, P + 619908, P + 619956, B, 48, 64, nB * 4098432, 3072);   /* stage3.step8.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1384320 * nB, 0, G + 620004, act + 1367424 * nB, act + 1368192 * nB, P + 620004, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1384320 * nB, 0, G + 620004, act + 1367424 * nB, act + 1368192 * nB, act + 1364352 * nB, fix + 18976, fix + 19024, P + 619908, P + 619956, B, 48, 8, 8, nB * 4098432, 3072, P + 620004, 12);   /* stage3.step8.grad.relu1, not kept from forward: applied as dw reads it */
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2242,8 +2330,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x8x8 -> 246x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1364352 * nB, 0, act + 1473408 * nB, B, 12, 64, 234, 21888);
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1365120 * nB, act + 1361280 * nB, fix + 18368, fix + 18416, P + 602328, P + 602376, B, 48, 64, nB * 4079616, 3072);   /* stage3.step7.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1368192 * nB, 0, G + 602424, act + 1364352 * nB, act + 1365120 * nB, P + 602424, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1368192 * nB, 0, G + 602424, act + 1364352 * nB, act + 1365120 * nB, act + 1361280 * nB, fix + 18368, fix + 18416, P + 602328, P + 602376, B, 48, 8, 8, nB * 4079616, 3072, P + 602424, 12);   /* stage3.step7.grad.relu1, not kept from forward: applied as dw reads it */
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2257,8 +2344,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x8x8 -> 234x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1361280 * nB, 0, act + 1473408 * nB, B, 12, 64, 222, 21888);
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1362048 * nB, act + 1358208 * nB, fix + 17792, fix + 17840, P + 585348, P + 585396, B, 48, 64, nB * 4061568, 3072);   /* stage3.step6.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1365120 * nB, 0, G + 585444, act + 1361280 * nB, act + 1362048 * nB, P + 585444, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1365120 * nB, 0, G + 585444, act + 1361280 * nB, act + 1362048 * nB, act + 1358208 * nB, fix + 17792, fix + 17840, P + 585348, P + 585396, B, 48, 8, 8, nB * 4061568, 3072, P + 585444, 12);   /* stage3.step6.grad.relu1, not kept from forward: applied as dw reads it */
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2284,8 +2370,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x8x8 -> 222x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1358208 * nB, 0, act + 1473408 * nB, B, 12, 64, 210, 21888);
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1358976 * nB, act + 1371648 * nB, fix + 17248, fix + 17296, P + 568968, P + 569016, B, 48, 64, nB * 4044288, 3072);   /* stage3.step5.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1362048 * nB, 0, G + 569064, act + 1358208 * nB, act + 1358976 * nB, P + 569064, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1362048 * nB, 0, G + 569064, act + 1358208 * nB, act + 1358976 * nB, act + 1371648 * nB, fix + 17248, fix + 17296, P + 568968, P + 569016, B, 48, 8, 8, nB * 4044288, 3072, P + 569064, 12);   /* stage3.step5.grad.relu1, not kept from forward: applied as dw reads it */
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2299,8 +2384,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x8x8 -> 210x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1358208 * nB, 0, act + 1473408 * nB, B, 12, 64, 198, 21888);
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1358976 * nB, act + 1308672 * nB, fix + 16704, fix + 16752, P + 553188, P + 553236, B, 48, 64, nB * 4027776, 3072);   /* stage3.step4.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1362048 * nB, 0, G + 553284, act + 1358208 * nB, act + 1358976 * nB, P + 553284, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1362048 * nB, 0, G + 553284, act + 1358208 * nB, act + 1358976 * nB, act + 1308672 * nB, fix + 16704, fix + 16752, P + 553188, P + 553236, B, 48, 8, 8, nB * 4027776, 3072, P + 553284, 12);   /* stage3.step4.grad.relu1, not kept from forward: applied as dw reads it */
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2314,8 +2398,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x8x8 -> 198x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 1308672 * nB, 0, act + 1473408 * nB, B, 12, 64, 186, 21888);
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1358208 * nB, act + 1305600 * nB, fix + 16192, fix + 16240, P + 538008, P + 538056, B, 48, 64, nB * 4012032, 3072);   /* stage3.step3.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1361280 * nB, 0, G + 538104, act + 1308672 * nB, act + 1358208 * nB, P + 538104, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1361280 * nB, 0, G + 538104, act + 1308672 * nB, act + 1358208 * nB, act + 1305600 * nB, fix + 16192, fix + 16240, P + 538008, P + 538056, B, 48, 8, 8, nB * 4012032, 3072, P + 538104, 12);   /* stage3.step3.grad.relu1, not kept from forward: applied as dw reads it */
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2341,8 +2424,7 @@ static void FN(backward_5)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1306368 * nB, act + 353280 * nB, fix + 15712, fix + 15760, P + 523428, P + 523476, B, 48, 64, nB * 3997056, 3072);   /* stage3.step2.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1358208 * nB, 0, G + 523524, act + 1305600 * nB, act + 1306368 * nB, P + 523524, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1358208 * nB, 0, G + 523524, act + 1305600 * nB, act + 1306368 * nB, act + 353280 * nB, fix + 15712, fix + 15760, P + 523428, P + 523476, B, 48, 8, 8, nB * 3997056, 3072, P + 523524, 12);   /* stage3.step2.grad.relu1, not kept from forward: applied as dw reads it */
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2356,8 +2438,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x8x8 -> 174x8x8 */
     FN(rt_concat_slice_backward)(ctx, act + 353280 * nB, 0, act + 1473408 * nB, B, 12, 64, 162, 21888);
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1305600 * nB, act + 350208 * nB, fix + 15264, fix + 15312, P + 509448, P + 509496, B, 48, 64, nB * 3982848, 3072);   /* stage3.step1.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1308672 * nB, 0, G + 509544, act + 353280 * nB, act + 1305600 * nB, P + 509544, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1308672 * nB, 0, G + 509544, act + 353280 * nB, act + 1305600 * nB, act + 350208 * nB, fix + 15264, fix + 15312, P + 509448, P + 509496, B, 48, 8, 8, nB * 3982848, 3072, P + 509544, 12);   /* stage3.step1.grad.relu1, not kept from forward: applied as dw reads it */
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2372,8 +2453,7 @@ static void FN(backward_5)(Model *m, int B)
     FN(rt_concat_slice_backward)(ctx, act + 1336320 * nB, 0, act + 1473408 * nB, B, 150, 64, 0, 21888);
     FN(rt_concat_slice_backward)(ctx, act + 350208 * nB, 0, act + 1473408 * nB, B, 12, 64, 150, 21888);
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x8x8 -> 12x8x8 */
-    FN(rt_bn_relu_recompute)(ctx, act + 350976 * nB, act + 347136 * nB, fix + 14816, fix + 14864, P + 496068, P + 496116, B, 48, 64, nB * 3969408, 3072);   /* stage3.step0.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1305600 * nB, 0, G + 496164, act + 350208 * nB, act + 350976 * nB, P + 496164, B, 48, 8, 8, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1305600 * nB, 0, G + 496164, act + 350208 * nB, act + 350976 * nB, act + 347136 * nB, fix + 14816, fix + 14864, P + 496068, P + 496116, B, 48, 8, 8, nB * 3969408, 3072, P + 496164, 12);   /* stage3.step0.grad.relu1, not kept from forward: applied as dw reads it */
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x8x8 -> 48x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x8x8 -> 48x8x8 */
@@ -2407,8 +2487,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x16x16 -> 300x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 288, 76800);
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1336320 * nB, act + 1324032 * nB, fix + 13792, fix + 13840, P + 437688, P + 437736, B, 48, 256, nB * 3870720, 12288);   /* stage2.step15.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1348608 * nB, 0, G + 437784, act + 347136 * nB, act + 1336320 * nB, P + 437784, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1348608 * nB, 0, G + 437784, act + 347136 * nB, act + 1336320 * nB, act + 1324032 * nB, fix + 13792, fix + 13840, P + 437688, P + 437736, B, 48, 16, 16, nB * 3870720, 12288, P + 437784, 12);   /* stage2.step15.grad.relu1, not kept from forward: applied as dw reads it */
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2422,8 +2501,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x16x16 -> 288x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 276, 76800);
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1324032 * nB, act + 1394688 * nB, fix + 13120, fix + 13168, P + 418008, P + 418056, B, 48, 256, nB * 3784704, 12288);   /* stage2.step14.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1336320 * nB, 0, G + 418104, act + 347136 * nB, act + 1324032 * nB, P + 418104, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1336320 * nB, 0, G + 418104, act + 347136 * nB, act + 1324032 * nB, act + 1394688 * nB, fix + 13120, fix + 13168, P + 418008, P + 418056, B, 48, 16, 16, nB * 3784704, 12288, P + 418104, 12);   /* stage2.step14.grad.relu1, not kept from forward: applied as dw reads it */
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2437,8 +2515,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x16x16 -> 276x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 264, 76800);
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1324032 * nB, act + 1293312 * nB, fix + 12448, fix + 12496, P + 398928, P + 398976, B, 48, 256, nB * 3701760, 12288);   /* stage2.step13.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1336320 * nB, 0, G + 399024, act + 347136 * nB, act + 1324032 * nB, P + 399024, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1336320 * nB, 0, G + 399024, act + 347136 * nB, act + 1324032 * nB, act + 1293312 * nB, fix + 12448, fix + 12496, P + 398928, P + 398976, B, 48, 16, 16, nB * 3701760, 12288, P + 399024, 12);   /* stage2.step13.grad.relu1, not kept from forward: applied as dw reads it */
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2452,8 +2529,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x16x16 -> 264x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 252, 76800);
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1293312 * nB, act + 1281024 * nB, fix + 11808, fix + 11856, P + 380448, P + 380496, B, 48, 256, nB * 3621888, 12288);   /* stage2.step12.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1324032 * nB, 0, G + 380544, act + 347136 * nB, act + 1293312 * nB, P + 380544, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1324032 * nB, 0, G + 380544, act + 347136 * nB, act + 1293312 * nB, act + 1281024 * nB, fix + 11808, fix + 11856, P + 380448, P + 380496, B, 48, 16, 16, nB * 3621888, 12288, P + 380544, 12);   /* stage2.step12.grad.relu1, not kept from forward: applied as dw reads it */
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2479,8 +2555,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x16x16 -> 252x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 240, 76800);
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1281024 * nB, act + 1268736 * nB, fix + 11200, fix + 11248, P + 362568, P + 362616, B, 48, 256, nB * 3545088, 12288);   /* stage2.step11.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1293312 * nB, 0, G + 362664, act + 347136 * nB, act + 1281024 * nB, P + 362664, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1293312 * nB, 0, G + 362664, act + 347136 * nB, act + 1281024 * nB, act + 1268736 * nB, fix + 11200, fix + 11248, P + 362568, P + 362616, B, 48, 16, 16, nB * 3545088, 12288, P + 362664, 12);   /* stage2.step11.grad.relu1, not kept from forward: applied as dw reads it */
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2494,8 +2569,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x16x16 -> 240x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 228, 76800);
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1268736 * nB, act + 1256448 * nB, fix + 10624, fix + 10672, P + 345288, P + 345336, B, 48, 256, nB * 3471360, 12288);   /* stage2.step10.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1281024 * nB, 0, G + 345384, act + 347136 * nB, act + 1268736 * nB, P + 345384, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1281024 * nB, 0, G + 345384, act + 347136 * nB, act + 1268736 * nB, act + 1256448 * nB, fix + 10624, fix + 10672, P + 345288, P + 345336, B, 48, 16, 16, nB * 3471360, 12288, P + 345384, 12);   /* stage2.step10.grad.relu1, not kept from forward: applied as dw reads it */
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2509,8 +2583,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x16x16 -> 228x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 216, 76800);
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1311744 * nB, fix + 10048, fix + 10096, P + 328608, P + 328656, B, 48, 256, nB * 3400704, 12288);   /* stage2.step9.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1268736 * nB, 0, G + 328704, act + 347136 * nB, act + 1256448 * nB, P + 328704, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1268736 * nB, 0, G + 328704, act + 347136 * nB, act + 1256448 * nB, act + 1311744 * nB, fix + 10048, fix + 10096, P + 328608, P + 328656, B, 48, 16, 16, nB * 3400704, 12288, P + 328704, 12);   /* stage2.step9.grad.relu1, not kept from forward: applied as dw reads it */
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2536,8 +2609,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x16x16 -> 216x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 204, 76800);
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1256448 * nB, act + 1118208 * nB, fix + 9504, fix + 9552, P + 312528, P + 312576, B, 48, 256, nB * 3333120, 12288);   /* stage2.step8.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1268736 * nB, 0, G + 312624, act + 347136 * nB, act + 1256448 * nB, P + 312624, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1268736 * nB, 0, G + 312624, act + 347136 * nB, act + 1256448 * nB, act + 1118208 * nB, fix + 9504, fix + 9552, P + 312528, P + 312576, B, 48, 16, 16, nB * 3333120, 12288, P + 312624, 12);   /* stage2.step8.grad.relu1, not kept from forward: applied as dw reads it */
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2551,8 +2623,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x16x16 -> 204x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 192, 76800);
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1118208 * nB, act + 1105920 * nB, fix + 8992, fix + 9040, P + 297048, P + 297096, B, 48, 256, nB * 3268608, 12288);   /* stage2.step7.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1256448 * nB, 0, G + 297144, act + 347136 * nB, act + 1118208 * nB, P + 297144, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1256448 * nB, 0, G + 297144, act + 347136 * nB, act + 1118208 * nB, act + 1105920 * nB, fix + 8992, fix + 9040, P + 297048, P + 297096, B, 48, 16, 16, nB * 3268608, 12288, P + 297144, 12);   /* stage2.step7.grad.relu1, not kept from forward: applied as dw reads it */
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2566,8 +2637,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x16x16 -> 192x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 180, 76800);
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1105920 * nB, act + 897024 * nB, fix + 8512, fix + 8560, P + 282168, P + 282216, B, 48, 256, nB * 3207168, 12288);   /* stage2.step6.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1118208 * nB, 0, G + 282264, act + 347136 * nB, act + 1105920 * nB, P + 282264, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1118208 * nB, 0, G + 282264, act + 347136 * nB, act + 1105920 * nB, act + 897024 * nB, fix + 8512, fix + 8560, P + 282168, P + 282216, B, 48, 16, 16, nB * 3207168, 12288, P + 282264, 12);   /* stage2.step6.grad.relu1, not kept from forward: applied as dw reads it */
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2581,8 +2651,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x16x16 -> 180x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 168, 76800);
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 897024 * nB, act + 884736 * nB, fix + 8032, fix + 8080, P + 267888, P + 267936, B, 48, 256, nB * 3148800, 12288);   /* stage2.step5.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1105920 * nB, 0, G + 267984, act + 347136 * nB, act + 897024 * nB, P + 267984, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1105920 * nB, 0, G + 267984, act + 347136 * nB, act + 897024 * nB, act + 884736 * nB, fix + 8032, fix + 8080, P + 267888, P + 267936, B, 48, 16, 16, nB * 3148800, 12288, P + 267984, 12);   /* stage2.step5.grad.relu1, not kept from forward: applied as dw reads it */
 }
 
 /* Backward, part 9 of 15. */
@@ -2608,8 +2677,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x16x16 -> 168x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 156, 76800);
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 884736 * nB, act + 872448 * nB, fix + 7584, fix + 7632, P + 254208, P + 254256, B, 48, 256, nB * 3093504, 12288);   /* stage2.step4.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 897024 * nB, 0, G + 254304, act + 347136 * nB, act + 884736 * nB, P + 254304, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 897024 * nB, 0, G + 254304, act + 347136 * nB, act + 884736 * nB, act + 872448 * nB, fix + 7584, fix + 7632, P + 254208, P + 254256, B, 48, 16, 16, nB * 3093504, 12288, P + 254304, 12);   /* stage2.step4.grad.relu1, not kept from forward: applied as dw reads it */
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2623,8 +2691,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x16x16 -> 156x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 144, 76800);
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 872448 * nB, act + 565248 * nB, fix + 7168, fix + 7216, P + 241128, P + 241176, B, 48, 256, nB * 3041280, 12288);   /* stage2.step3.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 884736 * nB, 0, G + 241224, act + 347136 * nB, act + 872448 * nB, P + 241224, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 884736 * nB, 0, G + 241224, act + 347136 * nB, act + 872448 * nB, act + 565248 * nB, fix + 7168, fix + 7216, P + 241128, P + 241176, B, 48, 16, 16, nB * 3041280, 12288, P + 241224, 12);   /* stage2.step3.grad.relu1, not kept from forward: applied as dw reads it */
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2638,8 +2705,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x16x16 -> 144x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 132, 76800);
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 565248 * nB, act + 552960 * nB, fix + 6784, fix + 6832, P + 228648, P + 228696, B, 48, 256, nB * 2992128, 12288);   /* stage2.step2.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 872448 * nB, 0, G + 228744, act + 347136 * nB, act + 565248 * nB, P + 228744, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 872448 * nB, 0, G + 228744, act + 347136 * nB, act + 565248 * nB, act + 552960 * nB, fix + 6784, fix + 6832, P + 228648, P + 228696, B, 48, 16, 16, nB * 2992128, 12288, P + 228744, 12);   /* stage2.step2.grad.relu1, not kept from forward: applied as dw reads it */
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2665,8 +2731,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x16x16 -> 132x16x16 */
     FN(rt_concat_slice_backward)(ctx, act + 347136 * nB, 0, act + 1560576 * nB, B, 12, 256, 120, 76800);
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 552960 * nB, act + 36864 * nB, fix + 6400, fix + 6448, P + 216768, P + 216816, B, 48, 256, nB * 2946048, 12288);   /* stage2.step1.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 565248 * nB, 0, G + 216864, act + 347136 * nB, act + 552960 * nB, P + 216864, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 565248 * nB, 0, G + 216864, act + 347136 * nB, act + 552960 * nB, act + 36864 * nB, fix + 6400, fix + 6448, P + 216768, P + 216816, B, 48, 16, 16, nB * 2946048, 12288, P + 216864, 12);   /* stage2.step1.grad.relu1, not kept from forward: applied as dw reads it */
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2681,8 +2746,7 @@ static void FN(backward_10)(Model *m, int B)
     FN(rt_concat_slice_backward)(ctx, act + 872448 * nB, 0, act + 1560576 * nB, B, 108, 256, 0, 76800);
     FN(rt_concat_slice_backward)(ctx, act + 36864 * nB, 0, act + 1560576 * nB, B, 12, 256, 108, 76800);
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x16x16 -> 12x16x16 */
-    FN(rt_bn_relu_recompute)(ctx, act + 552960 * nB, act + 24576 * nB, fix + 6048, fix + 6096, P + 205488, P + 205536, B, 48, 256, nB * 2903040, 12288);   /* stage2.step0.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 565248 * nB, 0, G + 205584, act + 36864 * nB, act + 552960 * nB, P + 205584, B, 48, 16, 16, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 565248 * nB, 0, G + 205584, act + 36864 * nB, act + 552960 * nB, act + 24576 * nB, fix + 6048, fix + 6096, P + 205488, P + 205536, B, 48, 16, 16, nB * 2903040, 12288, P + 205584, 12);   /* stage2.step0.grad.relu1, not kept from forward: applied as dw reads it */
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x16x16 -> 48x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x16x16 -> 48x16x16 */
@@ -2704,8 +2768,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x32x32 -> 216x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 204, 221184);
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1179648 * nB, act + 1056768 * nB, fix + 5280, fix + 5328, P + 171048, P + 171096, B, 48, 1024, nB * 2605056, 49152);   /* stage1.step15.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1228800 * nB, 0, G + 171144, act + 24576 * nB, act + 1179648 * nB, P + 171144, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1228800 * nB, 0, G + 171144, act + 24576 * nB, act + 1179648 * nB, act + 1056768 * nB, fix + 5280, fix + 5328, P + 171048, P + 171096, B, 48, 32, 32, nB * 2605056, 49152, P + 171144, 12);   /* stage1.step15.grad.relu1, not kept from forward: applied as dw reads it */
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2731,8 +2794,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x32x32 -> 204x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 192, 221184);
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1056768 * nB, act + 1007616 * nB, fix + 4768, fix + 4816, P + 155568, P + 155616, B, 48, 1024, nB * 2347008, 49152);   /* stage1.step14.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1179648 * nB, 0, G + 155664, act + 24576 * nB, act + 1056768 * nB, P + 155664, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1179648 * nB, 0, G + 155664, act + 24576 * nB, act + 1056768 * nB, act + 1007616 * nB, fix + 4768, fix + 4816, P + 155568, P + 155616, B, 48, 32, 32, nB * 2347008, 49152, P + 155664, 12);   /* stage1.step14.grad.relu1, not kept from forward: applied as dw reads it */
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2746,8 +2808,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x32x32 -> 192x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 180, 221184);
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1007616 * nB, act + 958464 * nB, fix + 4288, fix + 4336, P + 140688, P + 140736, B, 48, 1024, nB * 2101248, 49152);   /* stage1.step13.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1056768 * nB, 0, G + 140784, act + 24576 * nB, act + 1007616 * nB, P + 140784, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1056768 * nB, 0, G + 140784, act + 24576 * nB, act + 1007616 * nB, act + 958464 * nB, fix + 4288, fix + 4336, P + 140688, P + 140736, B, 48, 32, 32, nB * 2101248, 49152, P + 140784, 12);   /* stage1.step13.grad.relu1, not kept from forward: applied as dw reads it */
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2761,8 +2822,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x32x32 -> 180x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 168, 221184);
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 958464 * nB, act + 1130496 * nB, fix + 3808, fix + 3856, P + 126408, P + 126456, B, 48, 1024, nB * 1867776, 49152);   /* stage1.step12.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1007616 * nB, 0, G + 126504, act + 24576 * nB, act + 958464 * nB, P + 126504, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1007616 * nB, 0, G + 126504, act + 24576 * nB, act + 958464 * nB, act + 1130496 * nB, fix + 3808, fix + 3856, P + 126408, P + 126456, B, 48, 32, 32, nB * 1867776, 49152, P + 126504, 12);   /* stage1.step12.grad.relu1, not kept from forward: applied as dw reads it */
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2788,8 +2848,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x32x32 -> 168x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 156, 221184);
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 958464 * nB, act + 823296 * nB, fix + 3360, fix + 3408, P + 112728, P + 112776, B, 48, 1024, nB * 1646592, 49152);   /* stage1.step11.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1007616 * nB, 0, G + 112824, act + 24576 * nB, act + 958464 * nB, P + 112824, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1007616 * nB, 0, G + 112824, act + 24576 * nB, act + 958464 * nB, act + 823296 * nB, fix + 3360, fix + 3408, P + 112728, P + 112776, B, 48, 32, 32, nB * 1646592, 49152, P + 112824, 12);   /* stage1.step11.grad.relu1, not kept from forward: applied as dw reads it */
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2803,8 +2862,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x32x32 -> 156x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 144, 221184);
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 823296 * nB, act + 774144 * nB, fix + 2944, fix + 2992, P + 99648, P + 99696, B, 48, 1024, nB * 1437696, 49152);   /* stage1.step10.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 958464 * nB, 0, G + 99744, act + 24576 * nB, act + 823296 * nB, P + 99744, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 958464 * nB, 0, G + 99744, act + 24576 * nB, act + 823296 * nB, act + 774144 * nB, fix + 2944, fix + 2992, P + 99648, P + 99696, B, 48, 32, 32, nB * 1437696, 49152, P + 99744, 12);   /* stage1.step10.grad.relu1, not kept from forward: applied as dw reads it */
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2818,8 +2876,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x32x32 -> 144x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 132, 221184);
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 774144 * nB, act + 909312 * nB, fix + 2560, fix + 2608, P + 87168, P + 87216, B, 48, 1024, nB * 1241088, 49152);   /* stage1.step9.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 823296 * nB, 0, G + 87264, act + 24576 * nB, act + 774144 * nB, P + 87264, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 823296 * nB, 0, G + 87264, act + 24576 * nB, act + 774144 * nB, act + 909312 * nB, fix + 2560, fix + 2608, P + 87168, P + 87216, B, 48, 32, 32, nB * 1241088, 49152, P + 87264, 12);   /* stage1.step9.grad.relu1, not kept from forward: applied as dw reads it */
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2833,8 +2890,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x32x32 -> 132x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 120, 221184);
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 774144 * nB, act + 675840 * nB, fix + 2176, fix + 2224, P + 75288, P + 75336, B, 48, 1024, nB * 1056768, 49152);   /* stage1.step8.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 823296 * nB, 0, G + 75384, act + 24576 * nB, act + 774144 * nB, P + 75384, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 823296 * nB, 0, G + 75384, act + 24576 * nB, act + 774144 * nB, act + 675840 * nB, fix + 2176, fix + 2224, P + 75288, P + 75336, B, 48, 32, 32, nB * 1056768, 49152, P + 75384, 12);   /* stage1.step8.grad.relu1, not kept from forward: applied as dw reads it */
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2860,8 +2916,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x32x32 -> 120x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 108, 221184);
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 675840 * nB, act + 626688 * nB, fix + 1824, fix + 1872, P + 64008, P + 64056, B, 48, 1024, nB * 884736, 49152);   /* stage1.step7.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 774144 * nB, 0, G + 64104, act + 24576 * nB, act + 675840 * nB, P + 64104, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 774144 * nB, 0, G + 64104, act + 24576 * nB, act + 675840 * nB, act + 626688 * nB, fix + 1824, fix + 1872, P + 64008, P + 64056, B, 48, 32, 32, nB * 884736, 49152, P + 64104, 12);   /* stage1.step7.grad.relu1, not kept from forward: applied as dw reads it */
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2875,8 +2930,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x32x32 -> 108x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 96, 221184);
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 724992 * nB, fix + 1504, fix + 1552, P + 53328, P + 53376, B, 48, 1024, nB * 724992, 49152);   /* stage1.step6.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 675840 * nB, 0, G + 53424, act + 24576 * nB, act + 626688 * nB, P + 53424, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 675840 * nB, 0, G + 53424, act + 24576 * nB, act + 626688 * nB, act + 724992 * nB, fix + 1504, fix + 1552, P + 53328, P + 53376, B, 48, 32, 32, nB * 724992, 49152, P + 53424, 12);   /* stage1.step6.grad.relu1, not kept from forward: applied as dw reads it */
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2890,8 +2944,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x32x32 -> 96x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 84, 221184);
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 626688 * nB, act + 503808 * nB, fix + 1216, fix + 1264, P + 43248, P + 43296, B, 48, 1024, nB * 577536, 49152);   /* stage1.step5.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 675840 * nB, 0, G + 43344, act + 24576 * nB, act + 626688 * nB, P + 43344, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 675840 * nB, 0, G + 43344, act + 24576 * nB, act + 626688 * nB, act + 503808 * nB, fix + 1216, fix + 1264, P + 43248, P + 43296, B, 48, 32, 32, nB * 577536, 49152, P + 43344, 12);   /* stage1.step5.grad.relu1, not kept from forward: applied as dw reads it */
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2917,8 +2970,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x32x32 -> 84x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 72, 221184);
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 577536 * nB, fix + 928, fix + 976, P + 33768, P + 33816, B, 48, 1024, nB * 442368, 49152);   /* stage1.step4.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 626688 * nB, 0, G + 33864, act + 24576 * nB, act + 503808 * nB, P + 33864, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 626688 * nB, 0, G + 33864, act + 24576 * nB, act + 503808 * nB, act + 577536 * nB, fix + 928, fix + 976, P + 33768, P + 33816, B, 48, 32, 32, nB * 442368, 49152, P + 33864, 12);   /* stage1.step4.grad.relu1, not kept from forward: applied as dw reads it */
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2932,8 +2984,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x32x32 -> 72x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 60, 221184);
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 503808 * nB, act + 405504 * nB, fix + 672, fix + 720, P + 24888, P + 24936, B, 48, 1024, nB * 319488, 49152);   /* stage1.step3.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 552960 * nB, 0, G + 24984, act + 24576 * nB, act + 503808 * nB, P + 24984, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 552960 * nB, 0, G + 24984, act + 24576 * nB, act + 503808 * nB, act + 405504 * nB, fix + 672, fix + 720, P + 24888, P + 24936, B, 48, 32, 32, nB * 319488, 49152, P + 24984, 12);   /* stage1.step3.grad.relu1, not kept from forward: applied as dw reads it */
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2947,8 +2998,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x32x32 -> 60x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 48, 221184);
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 405504 * nB, act + 454656 * nB, fix + 448, fix + 496, P + 16608, P + 16656, B, 48, 1024, nB * 208896, 49152);   /* stage1.step2.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 503808 * nB, 0, G + 16704, act + 24576 * nB, act + 405504 * nB, P + 16704, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 503808 * nB, 0, G + 16704, act + 24576 * nB, act + 405504 * nB, act + 454656 * nB, fix + 448, fix + 496, P + 16608, P + 16656, B, 48, 32, 32, nB * 208896, 49152, P + 16704, 12);   /* stage1.step2.grad.relu1, not kept from forward: applied as dw reads it */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x32x32 -> 48x32x32 */
@@ -2962,8 +3012,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x32x32 -> 48x32x32 */
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 12, 1024, 36, 221184);
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 405504 * nB, act + 356352 * nB, fix + 256, fix + 304, P + 8928, P + 8976, B, 48, 1024, nB * 110592, 49152);   /* stage1.step1.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 454656 * nB, 0, G + 9024, act + 24576 * nB, act + 405504 * nB, P + 9024, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 454656 * nB, 0, G + 9024, act + 24576 * nB, act + 405504 * nB, act + 356352 * nB, fix + 256, fix + 304, P + 8928, P + 8976, B, 48, 32, 32, nB * 110592, 49152, P + 9024, 12);   /* stage1.step1.grad.relu1, not kept from forward: applied as dw reads it */
 }
 
 /* Backward, part 15 of 15. */
@@ -2990,8 +3039,7 @@ static void FN(backward_15)(Model *m, int B)
     FN(rt_concat_slice_backward)(ctx, act + 24576 * nB, 0, act + 1732608 * nB, B, 24, 1024, 0, 221184);
     FN(rt_concat_slice_backward)(ctx, act + 98304 * nB, 0, act + 1732608 * nB, B, 12, 1024, 24, 221184);
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x32x32 -> 12x32x32 */
-    FN(rt_bn_relu_recompute)(ctx, act + 110592 * nB, act + 49152 * nB, fix + 64, fix + 112, P + 1848, P + 1896, B, 48, 1024, nB * 24576, 49152);   /* stage1.step0.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 159744 * nB, 0, G + 1944, act + 98304 * nB, act + 110592 * nB, P + 1944, B, 48, 32, 32, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 159744 * nB, 0, G + 1944, act + 98304 * nB, act + 110592 * nB, act + 49152 * nB, fix + 64, fix + 112, P + 1848, P + 1896, B, 48, 32, 32, nB * 24576, 49152, P + 1944, 12);   /* stage1.step0.grad.relu1, not kept from forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x32x32 -> 48x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x32x32 -> 48x32x32 */

@@ -806,14 +806,16 @@ static void FN(forward_1)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 37632 * nB, act + 18816 * nB, P + 264, B, 24, 28, 28, 48, 1, 1, 0);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 75264 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 37632 * nB, P + 1416, P + 1464, B, 48, 784, 0.1, 1e-05, nB * 18816);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 75264 * nB, act + 37632 * nB, P + 1416, P + 1464, buf + 48, buf + 96, B, 48, 784, 1e-05, nB * 18816);
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 75264 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 75264 * nB, fix + 64, fix + 112, buf + 48, buf + 96, act + 37632 * nB, P + 1416, P + 1464, B, 48, 28, 28, 0.1, 1e-05, nB * 18816, P + 1512, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 75264 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
     /* 8 stage1.step0.concat = concat(stem.conv0, stage1.step0.grad.conv1): 24x28x28 -> 36x28x28 */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act, B, 24, 784, 0, 169344);   /* channels 0..23: stem.conv0 */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 24, 169344);   /* channels 24..35: stage1.step0.grad.conv1 */
@@ -828,14 +830,16 @@ static void FN(forward_1)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 272832 * nB, act + 244608 * nB, P + 6768, B, 36, 28, 28, 48, 1, 1, 0);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 310464 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 272832 * nB, P + 8496, P + 8544, B, 48, 784, 0.1, 1e-05, nB * 84672);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 310464 * nB, act + 272832 * nB, P + 8496, P + 8544, buf + 216, buf + 264, B, 48, 784, 1e-05, nB * 84672);
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 310464 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 310464 * nB, fix + 256, fix + 304, buf + 216, buf + 264, act + 272832 * nB, P + 8496, P + 8544, B, 48, 28, 28, 0.1, 1e-05, nB * 84672, P + 8592, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 310464 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x28x28 -> 48x28x28 */
     /* channels 0..35: stage1.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 36, 169344);   /* channels 36..47: stage1.step1.grad.conv1 */
@@ -850,14 +854,16 @@ static void FN(forward_1)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 348096 * nB, act + 310464 * nB, P + 13872, B, 48, 28, 28, 48, 1, 1, 0);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 310464 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 348096 * nB, P + 16176, P + 16224, B, 48, 784, 0.1, 1e-05, nB * 159936);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 310464 * nB, act + 348096 * nB, P + 16176, P + 16224, buf + 408, buf + 456, B, 48, 784, 1e-05, nB * 159936);
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 310464 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 310464 * nB, fix + 448, fix + 496, buf + 408, buf + 456, act + 348096 * nB, P + 16176, P + 16224, B, 48, 28, 28, 0.1, 1e-05, nB * 159936, P + 16272, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 310464 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x28x28 -> 60x28x28 */
     /* channels 0..47: stage1.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 48, 169344);   /* channels 48..59: stage1.step2.grad.conv1 */
@@ -884,14 +890,16 @@ static void FN(forward_2)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 310464 * nB, act + 385728 * nB, P + 21576, B, 60, 28, 28, 48, 1, 1, 0);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 385728 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 310464 * nB, P + 24456, P + 24504, B, 48, 784, 0.1, 1e-05, nB * 244608);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 385728 * nB, act + 310464 * nB, P + 24456, P + 24504, buf + 624, buf + 672, B, 48, 784, 1e-05, nB * 244608);
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 385728 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 385728 * nB, fix + 672, fix + 720, buf + 624, buf + 672, act + 310464 * nB, P + 24456, P + 24504, B, 48, 28, 28, 0.1, 1e-05, nB * 244608, P + 24552, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 385728 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x28x28 -> 72x28x28 */
     /* channels 0..59: stage1.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 60, 169344);   /* channels 60..71: stage1.step3.grad.conv1 */
@@ -906,14 +914,16 @@ static void FN(forward_2)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 442176 * nB, act + 385728 * nB, P + 29880, B, 72, 28, 28, 48, 1, 1, 0);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 385728 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 442176 * nB, P + 33336, P + 33384, B, 48, 784, 0.1, 1e-05, nB * 338688);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 385728 * nB, act + 442176 * nB, P + 33336, P + 33384, buf + 864, buf + 912, B, 48, 784, 1e-05, nB * 338688);
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 385728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 385728 * nB, fix + 928, fix + 976, buf + 864, buf + 912, act + 442176 * nB, P + 33336, P + 33384, B, 48, 28, 28, 0.1, 1e-05, nB * 338688, P + 33432, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 385728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x28x28 -> 84x28x28 */
     /* channels 0..71: stage1.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 72, 169344);   /* channels 72..83: stage1.step4.grad.conv1 */
@@ -928,14 +938,16 @@ static void FN(forward_2)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 385728 * nB, act + 479808 * nB, P + 38784, B, 84, 28, 28, 48, 1, 1, 0);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 479808 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 385728 * nB, P + 42816, P + 42864, B, 48, 784, 0.1, 1e-05, nB * 442176);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 479808 * nB, act + 385728 * nB, P + 42816, P + 42864, buf + 1128, buf + 1176, B, 48, 784, 1e-05, nB * 442176);
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 479808 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 479808 * nB, fix + 1216, fix + 1264, buf + 1128, buf + 1176, act + 385728 * nB, P + 42816, P + 42864, B, 48, 28, 28, 0.1, 1e-05, nB * 442176, P + 42912, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 479808 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x28x28 -> 96x28x28 */
     /* channels 0..83: stage1.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 84, 169344);   /* channels 84..95: stage1.step5.grad.conv1 */
@@ -950,9 +962,8 @@ static void FN(forward_2)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 555072 * nB, act + 479808 * nB, P + 48288, B, 96, 28, 28, 48, 1, 1, 0);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 479808 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 555072 * nB, P + 52896, P + 52944, B, 48, 784, 0.1, 1e-05, nB * 555072);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 479808 * nB, act + 555072 * nB, P + 52896, P + 52944, buf + 1416, buf + 1464, B, 48, 784, 1e-05, nB * 555072);
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -969,7 +980,10 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 479808 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 479808 * nB, fix + 1504, fix + 1552, buf + 1416, buf + 1464, act + 555072 * nB, P + 52896, P + 52944, B, 48, 28, 28, 0.1, 1e-05, nB * 555072, P + 52992, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 479808 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x28x28 -> 108x28x28 */
     /* channels 0..95: stage1.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 96, 169344);   /* channels 96..107: stage1.step6.grad.conv1 */
@@ -984,14 +998,16 @@ static void FN(forward_3)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 479808 * nB, act + 592704 * nB, P + 58392, B, 108, 28, 28, 48, 1, 1, 0);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 517440 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 479808 * nB, P + 63576, P + 63624, B, 48, 784, 0.1, 1e-05, nB * 677376);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 517440 * nB, act + 479808 * nB, P + 63576, P + 63624, buf + 1728, buf + 1776, B, 48, 784, 1e-05, nB * 677376);
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 517440 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 517440 * nB, fix + 1824, fix + 1872, buf + 1728, buf + 1776, act + 479808 * nB, P + 63576, P + 63624, B, 48, 28, 28, 0.1, 1e-05, nB * 677376, P + 63672, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 517440 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x28x28 -> 120x28x28 */
     /* channels 0..107: stage1.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 108, 169344);   /* channels 108..119: stage1.step7.grad.conv1 */
@@ -1006,14 +1022,16 @@ static void FN(forward_3)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 517440 * nB, act + 592704 * nB, P + 69096, B, 120, 28, 28, 48, 1, 1, 0);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 592704 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 517440 * nB, P + 74856, P + 74904, B, 48, 784, 0.1, 1e-05, nB * 809088);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 592704 * nB, act + 517440 * nB, P + 74856, P + 74904, buf + 2064, buf + 2112, B, 48, 784, 1e-05, nB * 809088);
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 592704 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 592704 * nB, fix + 2176, fix + 2224, buf + 2064, buf + 2112, act + 517440 * nB, P + 74856, P + 74904, B, 48, 28, 28, 0.1, 1e-05, nB * 809088, P + 74952, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 592704 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x28x28 -> 132x28x28 */
     /* channels 0..119: stage1.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 120, 169344);   /* channels 120..131: stage1.step8.grad.conv1 */
@@ -1028,14 +1046,16 @@ static void FN(forward_3)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 696192 * nB, act + 592704 * nB, P + 80400, B, 132, 28, 28, 48, 1, 1, 0);
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 592704 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 696192 * nB, P + 86736, P + 86784, B, 48, 784, 0.1, 1e-05, nB * 950208);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 592704 * nB, act + 696192 * nB, P + 86736, P + 86784, buf + 2424, buf + 2472, B, 48, 784, 1e-05, nB * 950208);
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 592704 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 592704 * nB, fix + 2560, fix + 2608, buf + 2424, buf + 2472, act + 696192 * nB, P + 86736, P + 86784, B, 48, 28, 28, 0.1, 1e-05, nB * 950208, P + 86832, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 592704 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x28x28 -> 144x28x28 */
     /* channels 0..131: stage1.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 132, 169344);   /* channels 132..143: stage1.step9.grad.conv1 */
@@ -1062,14 +1082,16 @@ static void FN(forward_4)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 592704 * nB, act + 733824 * nB, P + 92304, B, 144, 28, 28, 48, 1, 1, 0);
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 630336 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 592704 * nB, P + 99216, P + 99264, B, 48, 784, 0.1, 1e-05, nB * 1100736);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 630336 * nB, act + 592704 * nB, P + 99216, P + 99264, buf + 2808, buf + 2856, B, 48, 784, 1e-05, nB * 1100736);
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 630336 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 630336 * nB, fix + 2944, fix + 2992, buf + 2808, buf + 2856, act + 592704 * nB, P + 99216, P + 99264, B, 48, 28, 28, 0.1, 1e-05, nB * 1100736, P + 99312, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 630336 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x28x28 -> 156x28x28 */
     /* channels 0..143: stage1.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 144, 169344);   /* channels 144..155: stage1.step10.grad.conv1 */
@@ -1084,14 +1106,16 @@ static void FN(forward_4)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 630336 * nB, act + 733824 * nB, P + 104808, B, 156, 28, 28, 48, 1, 1, 0);
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 733824 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 630336 * nB, P + 112296, P + 112344, B, 48, 784, 0.1, 1e-05, nB * 1260672);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 733824 * nB, act + 630336 * nB, P + 112296, P + 112344, buf + 3216, buf + 3264, B, 48, 784, 1e-05, nB * 1260672);
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 733824 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 733824 * nB, fix + 3360, fix + 3408, buf + 3216, buf + 3264, act + 630336 * nB, P + 112296, P + 112344, B, 48, 28, 28, 0.1, 1e-05, nB * 1260672, P + 112392, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 733824 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x28x28 -> 168x28x28 */
     /* channels 0..155: stage1.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 156, 169344);   /* channels 156..167: stage1.step11.grad.conv1 */
@@ -1106,14 +1130,16 @@ static void FN(forward_4)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 865536 * nB, act + 733824 * nB, P + 117912, B, 168, 28, 28, 48, 1, 1, 0);
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 733824 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 865536 * nB, P + 125976, P + 126024, B, 48, 784, 0.1, 1e-05, nB * 1430016);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 733824 * nB, act + 865536 * nB, P + 125976, P + 126024, buf + 3648, buf + 3696, B, 48, 784, 1e-05, nB * 1430016);
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 733824 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 733824 * nB, fix + 3808, fix + 3856, buf + 3648, buf + 3696, act + 865536 * nB, P + 125976, P + 126024, B, 48, 28, 28, 0.1, 1e-05, nB * 1430016, P + 126072, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 733824 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x28x28 -> 180x28x28 */
     /* channels 0..167: stage1.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 168, 169344);   /* channels 168..179: stage1.step12.grad.conv1 */
@@ -1128,9 +1154,8 @@ static void FN(forward_4)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 733824 * nB, act + 903168 * nB, P + 131616, B, 180, 28, 28, 48, 1, 1, 0);
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 771456 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 733824 * nB, P + 140256, P + 140304, B, 48, 784, 0.1, 1e-05, nB * 1608768);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 771456 * nB, act + 733824 * nB, P + 140256, P + 140304, buf + 4104, buf + 4152, B, 48, 784, 1e-05, nB * 1608768);
 }
 
@@ -1147,7 +1172,10 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 771456 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 771456 * nB, fix + 4288, fix + 4336, buf + 4104, buf + 4152, act + 733824 * nB, P + 140256, P + 140304, B, 48, 28, 28, 0.1, 1e-05, nB * 1608768, P + 140352, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 771456 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x28x28 -> 192x28x28 */
     /* channels 0..179: stage1.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 180, 169344);   /* channels 180..191: stage1.step13.grad.conv1 */
@@ -1162,14 +1190,16 @@ static void FN(forward_5)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 771456 * nB, act + 903168 * nB, P + 145920, B, 192, 28, 28, 48, 1, 1, 0);
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 809088 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 771456 * nB, P + 155136, P + 155184, B, 48, 784, 0.1, 1e-05, nB * 1796928);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 809088 * nB, act + 771456 * nB, P + 155136, P + 155184, buf + 4584, buf + 4632, B, 48, 784, 1e-05, nB * 1796928);
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 809088 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 809088 * nB, fix + 4768, fix + 4816, buf + 4584, buf + 4632, act + 771456 * nB, P + 155136, P + 155184, B, 48, 28, 28, 0.1, 1e-05, nB * 1796928, P + 155232, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 809088 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x28x28 -> 204x28x28 */
     /* channels 0..191: stage1.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 192, 169344);   /* channels 192..203: stage1.step14.grad.conv1 */
@@ -1184,14 +1214,16 @@ static void FN(forward_5)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 809088 * nB, act + 903168 * nB, P + 160824, B, 204, 28, 28, 48, 1, 1, 0);
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x28x28 -> 48x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 903168 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 809088 * nB, P + 170616, P + 170664, B, 48, 784, 0.1, 1e-05, nB * 1994496);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 903168 * nB, act + 809088 * nB, P + 170616, P + 170664, buf + 5088, buf + 5136, B, 48, 784, 1e-05, nB * 1994496);
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x28x28 -> 48x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 18816 * nB, act + 903168 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 18816 * nB, NULL, act + 903168 * nB, fix + 5280, fix + 5328, buf + 5088, buf + 5136, act + 809088 * nB, P + 170616, P + 170664, B, 48, 28, 28, 0.1, 1e-05, nB * 1994496, P + 170712, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 18816 * nB, act + 903168 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x28x28 -> 216x28x28 */
     /* channels 0..203: stage1.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 75264 * nB, act + 18816 * nB, B, 12, 784, 204, 169344);   /* channels 204..215: stage1.step15.grad.conv1 */
@@ -1230,14 +1262,16 @@ static void FN(forward_6)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 28224 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 18816 * nB, P + 205056, P + 205104, B, 48, 196, 0.1, 1e-05, nB * 2222640);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 28224 * nB, act + 18816 * nB, P + 205056, P + 205104, buf + 5832, buf + 5880, B, 48, 196, 1e-05, nB * 2222640);
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 28224 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 28224 * nB, fix + 6048, fix + 6096, buf + 5832, buf + 5880, act + 18816 * nB, P + 205056, P + 205104, B, 48, 14, 14, 0.1, 1e-05, nB * 2222640, P + 205152, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 28224 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
     /* 124 stage2.step0.concat = concat(trans1.avgpool0, stage2.step0.grad.conv1): 108x14x14 -> 120x14x14 */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 244608 * nB, B, 108, 196, 0, 58800);   /* channels 0..107: trans1.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 108, 58800);   /* channels 108..119: stage2.step0.grad.conv1 */
@@ -1252,14 +1286,16 @@ static void FN(forward_6)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 28224 * nB, act + 667968 * nB, P + 210576, B, 120, 14, 14, 48, 1, 1, 0);
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 423360 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 28224 * nB, P + 216336, P + 216384, B, 48, 196, 0.1, 1e-05, nB * 2255568);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 423360 * nB, act + 28224 * nB, P + 216336, P + 216384, buf + 6168, buf + 6216, B, 48, 196, 1e-05, nB * 2255568);
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 423360 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 423360 * nB, fix + 6400, fix + 6448, buf + 6168, buf + 6216, act + 28224 * nB, P + 216336, P + 216384, B, 48, 14, 14, 0.1, 1e-05, nB * 2255568, P + 216432, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 423360 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x14x14 -> 132x14x14 */
     /* channels 0..119: stage2.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 120, 58800);   /* channels 120..131: stage2.step1.grad.conv1 */
@@ -1274,14 +1310,16 @@ static void FN(forward_6)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 423360 * nB, act + 667968 * nB, P + 221880, B, 132, 14, 14, 48, 1, 1, 0);
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 432768 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 423360 * nB, P + 228216, P + 228264, B, 48, 196, 0.1, 1e-05, nB * 2290848);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 432768 * nB, act + 423360 * nB, P + 228216, P + 228264, buf + 6528, buf + 6576, B, 48, 196, 1e-05, nB * 2290848);
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 432768 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 432768 * nB, fix + 6784, fix + 6832, buf + 6528, buf + 6576, act + 423360 * nB, P + 228216, P + 228264, B, 48, 14, 14, 0.1, 1e-05, nB * 2290848, P + 228312, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 432768 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x14x14 -> 144x14x14 */
     /* channels 0..131: stage2.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 132, 58800);   /* channels 132..143: stage2.step2.grad.conv1 */
@@ -1296,14 +1334,16 @@ static void FN(forward_6)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 432768 * nB, act + 667968 * nB, P + 233784, B, 144, 14, 14, 48, 1, 1, 0);
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 667968 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 432768 * nB, P + 240696, P + 240744, B, 48, 196, 0.1, 1e-05, nB * 2328480);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 667968 * nB, act + 432768 * nB, P + 240696, P + 240744, buf + 6912, buf + 6960, B, 48, 196, 1e-05, nB * 2328480);
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 667968 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 667968 * nB, fix + 7168, fix + 7216, buf + 6912, buf + 6960, act + 432768 * nB, P + 240696, P + 240744, B, 48, 14, 14, 0.1, 1e-05, nB * 2328480, P + 240792, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 667968 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
 }
 
 /* Forward, part 7 of 15. */
@@ -1330,14 +1370,16 @@ static void FN(forward_7)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 667968 * nB, act + 961968 * nB, P + 246288, B, 156, 14, 14, 48, 1, 1, 0);
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 677376 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 667968 * nB, P + 253776, P + 253824, B, 48, 196, 0.1, 1e-05, nB * 2368464);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 677376 * nB, act + 667968 * nB, P + 253776, P + 253824, buf + 7320, buf + 7368, B, 48, 196, 1e-05, nB * 2368464);
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 677376 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 677376 * nB, fix + 7584, fix + 7632, buf + 7320, buf + 7368, act + 667968 * nB, P + 253776, P + 253824, B, 48, 14, 14, 0.1, 1e-05, nB * 2368464, P + 253872, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 677376 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x14x14 -> 168x14x14 */
     /* channels 0..155: stage2.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 156, 58800);   /* channels 156..167: stage2.step4.grad.conv1 */
@@ -1352,14 +1394,16 @@ static void FN(forward_7)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 677376 * nB, act + 961968 * nB, P + 259392, B, 168, 14, 14, 48, 1, 1, 0);
     /* 156 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 686784 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 677376 * nB, P + 267456, P + 267504, B, 48, 196, 0.1, 1e-05, nB * 2410800);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 686784 * nB, act + 677376 * nB, P + 267456, P + 267504, buf + 7752, buf + 7800, B, 48, 196, 1e-05, nB * 2410800);
     /* 157 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 686784 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 686784 * nB, fix + 8032, fix + 8080, buf + 7752, buf + 7800, act + 677376 * nB, P + 267456, P + 267504, B, 48, 14, 14, 0.1, 1e-05, nB * 2410800, P + 267552, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 686784 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x14x14 -> 180x14x14 */
     /* channels 0..167: stage2.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 168, 58800);   /* channels 168..179: stage2.step5.grad.conv1 */
@@ -1374,14 +1418,16 @@ static void FN(forward_7)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 686784 * nB, act + 961968 * nB, P + 273096, B, 180, 14, 14, 48, 1, 1, 0);
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 846720 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 686784 * nB, P + 281736, P + 281784, B, 48, 196, 0.1, 1e-05, nB * 2455488);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 846720 * nB, act + 686784 * nB, P + 281736, P + 281784, buf + 8208, buf + 8256, B, 48, 196, 1e-05, nB * 2455488);
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 846720 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 846720 * nB, fix + 8512, fix + 8560, buf + 8208, buf + 8256, act + 686784 * nB, P + 281736, P + 281784, B, 48, 14, 14, 0.1, 1e-05, nB * 2455488, P + 281832, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 846720 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x14x14 -> 192x14x14 */
     /* channels 0..179: stage2.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 180, 58800);   /* channels 180..191: stage2.step6.grad.conv1 */
@@ -1408,14 +1454,16 @@ static void FN(forward_8)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 846720 * nB, act + 961968 * nB, P + 287400, B, 192, 14, 14, 48, 1, 1, 0);
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 856128 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 846720 * nB, P + 296616, P + 296664, B, 48, 196, 0.1, 1e-05, nB * 2502528);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 856128 * nB, act + 846720 * nB, P + 296616, P + 296664, buf + 8688, buf + 8736, B, 48, 196, 1e-05, nB * 2502528);
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 856128 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 856128 * nB, fix + 8992, fix + 9040, buf + 8688, buf + 8736, act + 846720 * nB, P + 296616, P + 296664, B, 48, 14, 14, 0.1, 1e-05, nB * 2502528, P + 296712, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 856128 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x14x14 -> 204x14x14 */
     /* channels 0..191: stage2.step6.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 192, 58800);   /* channels 192..203: stage2.step7.grad.conv1 */
@@ -1430,14 +1478,16 @@ static void FN(forward_8)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 856128 * nB, act + 961968 * nB, P + 302304, B, 204, 14, 14, 48, 1, 1, 0);
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 961968 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 856128 * nB, P + 312096, P + 312144, B, 48, 196, 0.1, 1e-05, nB * 2551920);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 961968 * nB, act + 856128 * nB, P + 312096, P + 312144, buf + 9192, buf + 9240, B, 48, 196, 1e-05, nB * 2551920);
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 961968 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 961968 * nB, fix + 9504, fix + 9552, buf + 9192, buf + 9240, act + 856128 * nB, P + 312096, P + 312144, B, 48, 14, 14, 0.1, 1e-05, nB * 2551920, P + 312192, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 961968 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x14x14 -> 216x14x14 */
     /* channels 0..203: stage2.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 204, 58800);   /* channels 204..215: stage2.step8.grad.conv1 */
@@ -1452,14 +1502,16 @@ static void FN(forward_8)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1004304 * nB, act + 961968 * nB, P + 317808, B, 216, 14, 14, 48, 1, 1, 0);
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 961968 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 1004304 * nB, P + 328176, P + 328224, B, 48, 196, 0.1, 1e-05, nB * 2603664);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 961968 * nB, act + 1004304 * nB, P + 328176, P + 328224, buf + 9720, buf + 9768, B, 48, 196, 1e-05, nB * 2603664);
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 961968 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 961968 * nB, fix + 10048, fix + 10096, buf + 9720, buf + 9768, act + 1004304 * nB, P + 328176, P + 328224, B, 48, 14, 14, 0.1, 1e-05, nB * 2603664, P + 328272, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 961968 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x14x14 -> 228x14x14 */
     /* channels 0..215: stage2.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 216, 58800);   /* channels 216..227: stage2.step9.grad.conv1 */
@@ -1474,9 +1526,8 @@ static void FN(forward_8)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 961968 * nB, act + 1013712 * nB, P + 333912, B, 228, 14, 14, 48, 1, 1, 0);
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 971376 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 961968 * nB, P + 344856, P + 344904, B, 48, 196, 0.1, 1e-05, nB * 2657760);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 971376 * nB, act + 961968 * nB, P + 344856, P + 344904, buf + 10272, buf + 10320, B, 48, 196, 1e-05, nB * 2657760);
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -1493,7 +1544,10 @@ static void FN(forward_9)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 971376 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 971376 * nB, fix + 10624, fix + 10672, buf + 10272, buf + 10320, act + 961968 * nB, P + 344856, P + 344904, B, 48, 14, 14, 0.1, 1e-05, nB * 2657760, P + 344952, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 971376 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x14x14 -> 240x14x14 */
     /* channels 0..227: stage2.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 228, 58800);   /* channels 228..239: stage2.step10.grad.conv1 */
@@ -1508,14 +1562,16 @@ static void FN(forward_9)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 971376 * nB, act + 1013712 * nB, P + 350616, B, 240, 14, 14, 48, 1, 1, 0);
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 980784 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 971376 * nB, P + 362136, P + 362184, B, 48, 196, 0.1, 1e-05, nB * 2714208);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 980784 * nB, act + 971376 * nB, P + 362136, P + 362184, buf + 10848, buf + 10896, B, 48, 196, 1e-05, nB * 2714208);
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 980784 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 980784 * nB, fix + 11200, fix + 11248, buf + 10848, buf + 10896, act + 971376 * nB, P + 362136, P + 362184, B, 48, 14, 14, 0.1, 1e-05, nB * 2714208, P + 362232, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 980784 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x14x14 -> 252x14x14 */
     /* channels 0..239: stage2.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 240, 58800);   /* channels 240..251: stage2.step11.grad.conv1 */
@@ -1530,14 +1586,16 @@ static void FN(forward_9)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 980784 * nB, act + 1013712 * nB, P + 367920, B, 252, 14, 14, 48, 1, 1, 0);
     /* 205 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 990192 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 980784 * nB, P + 380016, P + 380064, B, 48, 196, 0.1, 1e-05, nB * 2773008);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 990192 * nB, act + 980784 * nB, P + 380016, P + 380064, buf + 11448, buf + 11496, B, 48, 196, 1e-05, nB * 2773008);
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 990192 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 990192 * nB, fix + 11808, fix + 11856, buf + 11448, buf + 11496, act + 980784 * nB, P + 380016, P + 380064, B, 48, 14, 14, 0.1, 1e-05, nB * 2773008, P + 380112, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 990192 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x14x14 -> 264x14x14 */
     /* channels 0..251: stage2.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 252, 58800);   /* channels 252..263: stage2.step12.grad.conv1 */
@@ -1552,14 +1610,16 @@ static void FN(forward_9)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 990192 * nB, act + 1013712 * nB, P + 385824, B, 264, 14, 14, 48, 1, 1, 0);
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1013712 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 990192 * nB, P + 398496, P + 398544, B, 48, 196, 0.1, 1e-05, nB * 2834160);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1013712 * nB, act + 990192 * nB, P + 398496, P + 398544, buf + 12072, buf + 12120, B, 48, 196, 1e-05, nB * 2834160);
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 1013712 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 1013712 * nB, fix + 12448, fix + 12496, buf + 12072, buf + 12120, act + 990192 * nB, P + 398496, P + 398544, B, 48, 14, 14, 0.1, 1e-05, nB * 2834160, P + 398592, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 1013712 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x14x14 -> 276x14x14 */
     /* channels 0..263: stage2.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 264, 58800);   /* channels 264..275: stage2.step13.grad.conv1 */
@@ -1586,14 +1646,16 @@ static void FN(forward_10)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1067808 * nB, act + 1013712 * nB, P + 404328, B, 276, 14, 14, 48, 1, 1, 0);
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1013712 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 1067808 * nB, P + 417576, P + 417624, B, 48, 196, 0.1, 1e-05, nB * 2897664);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1013712 * nB, act + 1067808 * nB, P + 417576, P + 417624, buf + 12720, buf + 12768, B, 48, 196, 1e-05, nB * 2897664);
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 1013712 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 1013712 * nB, fix + 13120, fix + 13168, buf + 12720, buf + 12768, act + 1067808 * nB, P + 417576, P + 417624, B, 48, 14, 14, 0.1, 1e-05, nB * 2897664, P + 417672, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 1013712 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x14x14 -> 288x14x14 */
     /* channels 0..275: stage2.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 276, 58800);   /* channels 276..287: stage2.step14.grad.conv1 */
@@ -1608,14 +1670,16 @@ static void FN(forward_10)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1013712 * nB, act + 1077216 * nB, P + 423432, B, 288, 14, 14, 48, 1, 1, 0);
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1023120 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 1013712 * nB, P + 437256, P + 437304, B, 48, 196, 0.1, 1e-05, nB * 2963520);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1023120 * nB, act + 1013712 * nB, P + 437256, P + 437304, buf + 13392, buf + 13440, B, 48, 196, 1e-05, nB * 2963520);
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x14x14 -> 48x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 265776 * nB, act + 1023120 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 265776 * nB, NULL, act + 1023120 * nB, fix + 13792, fix + 13840, buf + 13392, buf + 13440, act + 1013712 * nB, P + 437256, P + 437304, B, 48, 14, 14, 0.1, 1e-05, nB * 2963520, P + 437352, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 265776 * nB, act + 1023120 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x14x14 -> 300x14x14 */
     /* channels 0..287: stage2.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 903168 * nB, act + 265776 * nB, B, 12, 196, 288, 58800);   /* channels 288..299: stage2.step15.grad.conv1 */
@@ -1642,14 +1706,16 @@ static void FN(forward_10)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 265776 * nB, act + 1023120 * nB, P + 488436, B, 150, 7, 7, 48, 1, 1, 0);
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 268128 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 265776 * nB, P + 495636, P + 495684, B, 48, 49, 0.1, 1e-05, nB * 3039078);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 268128 * nB, act + 265776 * nB, P + 495636, P + 495684, buf + 14388, buf + 14436, B, 48, 49, 1e-05, nB * 3039078);
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 270480 * nB, act + 268128 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 270480 * nB, NULL, act + 268128 * nB, fix + 14816, fix + 14864, buf + 14388, buf + 14436, act + 265776 * nB, P + 495636, P + 495684, B, 48, 7, 7, 0.1, 1e-05, nB * 3039078, P + 495732, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 270480 * nB, act + 268128 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
     /* 240 stage3.step0.concat = concat(trans2.avgpool0, stage3.step0.grad.conv1): 150x7x7 -> 162x7x7 */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1052528 * nB, B, 150, 49, 0, 16758);   /* channels 0..149: trans2.avgpool0 */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 270480 * nB, B, 12, 49, 150, 16758);   /* channels 150..161: stage3.step0.grad.conv1 */
@@ -1676,14 +1742,16 @@ static void FN(forward_11)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 268128 * nB, act + 1039888 * nB, P + 501240, B, 162, 7, 7, 48, 1, 1, 0);
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 270480 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 268128 * nB, P + 509016, P + 509064, B, 48, 49, 0.1, 1e-05, nB * 3049368);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 270480 * nB, act + 268128 * nB, P + 509016, P + 509064, buf + 14808, buf + 14856, B, 48, 49, 1e-05, nB * 3049368);
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 999600 * nB, act + 270480 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 999600 * nB, NULL, act + 270480 * nB, fix + 15264, fix + 15312, buf + 14808, buf + 14856, act + 268128 * nB, P + 509016, P + 509064, B, 48, 7, 7, 0.1, 1e-05, nB * 3049368, P + 509112, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 999600 * nB, act + 270480 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x7x7 -> 174x7x7 */
     /* channels 0..161: stage3.step0.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 999600 * nB, B, 12, 49, 162, 16758);   /* channels 162..173: stage3.step1.grad.conv1 */
@@ -1698,14 +1766,16 @@ static void FN(forward_11)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 270480 * nB, act + 1039888 * nB, P + 514644, B, 174, 7, 7, 48, 1, 1, 0);
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 999600 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 270480 * nB, P + 522996, P + 523044, B, 48, 49, 0.1, 1e-05, nB * 3060246);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 999600 * nB, act + 270480 * nB, P + 522996, P + 523044, buf + 15252, buf + 15300, B, 48, 49, 1e-05, nB * 3060246);
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1001952 * nB, act + 999600 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1001952 * nB, NULL, act + 999600 * nB, fix + 15712, fix + 15760, buf + 15252, buf + 15300, act + 270480 * nB, P + 522996, P + 523044, B, 48, 7, 7, 0.1, 1e-05, nB * 3060246, P + 523092, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1001952 * nB, act + 999600 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
     /* 254 stage3.step2.concat = concat(stage3.step1.concat, stage3.step2.grad.conv1): 174x7x7 -> 186x7x7 */
     /* channels 0..173: stage3.step1.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1001952 * nB, B, 12, 49, 174, 16758);   /* channels 174..185: stage3.step2.grad.conv1 */
@@ -1720,14 +1790,16 @@ static void FN(forward_11)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 999600 * nB, act + 1039888 * nB, P + 528648, B, 186, 7, 7, 48, 1, 1, 0);
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1001952 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 999600 * nB, P + 537576, P + 537624, B, 48, 49, 0.1, 1e-05, nB * 3071712);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1001952 * nB, act + 999600 * nB, P + 537576, P + 537624, buf + 15720, buf + 15768, B, 48, 49, 1e-05, nB * 3071712);
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1039888 * nB, act + 1001952 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1039888 * nB, NULL, act + 1001952 * nB, fix + 16192, fix + 16240, buf + 15720, buf + 15768, act + 999600 * nB, P + 537576, P + 537624, B, 48, 7, 7, 0.1, 1e-05, nB * 3071712, P + 537672, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1039888 * nB, act + 1001952 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x7x7 -> 198x7x7 */
     /* channels 0..185: stage3.step2.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1039888 * nB, B, 12, 49, 186, 16758);   /* channels 186..197: stage3.step3.grad.conv1 */
@@ -1754,14 +1826,16 @@ static void FN(forward_12)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 1001952 * nB, P + 552756, P + 552804, B, 48, 49, 0.1, 1e-05, nB * 3083766);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1001952 * nB, P + 552756, P + 552804, buf + 16212, buf + 16260, B, 48, 49, 1e-05, nB * 3083766);
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1042240 * nB, NULL, act + 1039888 * nB, fix + 16704, fix + 16752, buf + 16212, buf + 16260, act + 1001952 * nB, P + 552756, P + 552804, B, 48, 7, 7, 0.1, 1e-05, nB * 3083766, P + 552852, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1042240 * nB, act + 1039888 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x7x7 -> 210x7x7 */
     /* channels 0..197: stage3.step3.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 198, 16758);   /* channels 198..209: stage3.step4.grad.conv1 */
@@ -1776,14 +1850,16 @@ static void FN(forward_12)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1059888 * nB, act + 1039888 * nB, P + 558456, B, 210, 7, 7, 48, 1, 1, 0);
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 1059888 * nB, P + 568536, P + 568584, B, 48, 49, 0.1, 1e-05, nB * 3096408);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1059888 * nB, P + 568536, P + 568584, buf + 16728, buf + 16776, B, 48, 49, 1e-05, nB * 3096408);
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1042240 * nB, NULL, act + 1039888 * nB, fix + 17248, fix + 17296, buf + 16728, buf + 16776, act + 1059888 * nB, P + 568536, P + 568584, B, 48, 7, 7, 0.1, 1e-05, nB * 3096408, P + 568632, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1042240 * nB, act + 1039888 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x7x7 -> 222x7x7 */
     /* channels 0..209: stage3.step4.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 210, 16758);   /* channels 210..221: stage3.step5.grad.conv1 */
@@ -1798,14 +1874,16 @@ static void FN(forward_12)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1062240 * nB, act + 1039888 * nB, P + 574260, B, 222, 7, 7, 48, 1, 1, 0);
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 1062240 * nB, P + 584916, P + 584964, B, 48, 49, 0.1, 1e-05, nB * 3109638);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1062240 * nB, P + 584916, P + 584964, buf + 17268, buf + 17316, B, 48, 49, 1e-05, nB * 3109638);
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1042240 * nB, NULL, act + 1039888 * nB, fix + 17792, fix + 17840, buf + 17268, buf + 17316, act + 1062240 * nB, P + 584916, P + 584964, B, 48, 7, 7, 0.1, 1e-05, nB * 3109638, P + 585012, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1042240 * nB, act + 1039888 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x7x7 -> 234x7x7 */
     /* channels 0..221: stage3.step5.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 222, 16758);   /* channels 222..233: stage3.step6.grad.conv1 */
@@ -1820,14 +1898,16 @@ static void FN(forward_12)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1064592 * nB, act + 1039888 * nB, P + 590664, B, 234, 7, 7, 48, 1, 1, 0);
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 1064592 * nB, P + 601896, P + 601944, B, 48, 49, 0.1, 1e-05, nB * 3123456);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1064592 * nB, P + 601896, P + 601944, buf + 17832, buf + 17880, B, 48, 49, 1e-05, nB * 3123456);
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1042240 * nB, NULL, act + 1039888 * nB, fix + 18368, fix + 18416, buf + 17832, buf + 17880, act + 1064592 * nB, P + 601896, P + 601944, B, 48, 7, 7, 0.1, 1e-05, nB * 3123456, P + 601992, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1042240 * nB, act + 1039888 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
 }
 
 /* Forward, part 13 of 15. */
@@ -1854,14 +1934,16 @@ static void FN(forward_13)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1077216 * nB, act + 1039888 * nB, P + 607668, B, 246, 7, 7, 48, 1, 1, 0);
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1039888 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 1077216 * nB, P + 619476, P + 619524, B, 48, 49, 0.1, 1e-05, nB * 3137862);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1039888 * nB, act + 1077216 * nB, P + 619476, P + 619524, buf + 18420, buf + 18468, B, 48, 49, 1e-05, nB * 3137862);
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1042240 * nB, act + 1039888 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1042240 * nB, NULL, act + 1039888 * nB, fix + 18976, fix + 19024, buf + 18420, buf + 18468, act + 1077216 * nB, P + 619476, P + 619524, B, 48, 7, 7, 0.1, 1e-05, nB * 3137862, P + 619572, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1042240 * nB, act + 1039888 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x7x7 -> 258x7x7 */
     /* channels 0..245: stage3.step7.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1042240 * nB, B, 12, 49, 246, 16758);   /* channels 246..257: stage3.step8.grad.conv1 */
@@ -1876,14 +1958,16 @@ static void FN(forward_13)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1039888 * nB, act + 1079568 * nB, P + 625272, B, 258, 7, 7, 48, 1, 1, 0);
     /* 300 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1042240 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 1039888 * nB, P + 637656, P + 637704, B, 48, 49, 0.1, 1e-05, nB * 3152856);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1042240 * nB, act + 1039888 * nB, P + 637656, P + 637704, buf + 19032, buf + 19080, B, 48, 49, 1e-05, nB * 3152856);
     /* 301 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1044592 * nB, act + 1042240 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1044592 * nB, NULL, act + 1042240 * nB, fix + 19616, fix + 19664, buf + 19032, buf + 19080, act + 1039888 * nB, P + 637656, P + 637704, B, 48, 7, 7, 0.1, 1e-05, nB * 3152856, P + 637752, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1044592 * nB, act + 1042240 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x7x7 -> 270x7x7 */
     /* channels 0..257: stage3.step8.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1044592 * nB, B, 12, 49, 258, 16758);   /* channels 258..269: stage3.step9.grad.conv1 */
@@ -1898,14 +1982,16 @@ static void FN(forward_13)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1042240 * nB, act + 1079568 * nB, P + 643476, B, 270, 7, 7, 48, 1, 1, 0);
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1044592 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 1042240 * nB, P + 656436, P + 656484, B, 48, 49, 0.1, 1e-05, nB * 3168438);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1044592 * nB, act + 1042240 * nB, P + 656436, P + 656484, buf + 19668, buf + 19716, B, 48, 49, 1e-05, nB * 3168438);
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1046944 * nB, act + 1044592 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1046944 * nB, NULL, act + 1044592 * nB, fix + 20256, fix + 20304, buf + 19668, buf + 19716, act + 1042240 * nB, P + 656436, P + 656484, B, 48, 7, 7, 0.1, 1e-05, nB * 3168438, P + 656532, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1046944 * nB, act + 1044592 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x7x7 -> 282x7x7 */
     /* channels 0..269: stage3.step9.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1046944 * nB, B, 12, 49, 270, 16758);   /* channels 270..281: stage3.step10.grad.conv1 */
@@ -1932,14 +2018,16 @@ static void FN(forward_14)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1044592 * nB, act + 1079568 * nB, P + 662280, B, 282, 7, 7, 48, 1, 1, 0);
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1046944 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 1044592 * nB, P + 675816, P + 675864, B, 48, 49, 0.1, 1e-05, nB * 3184608);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1046944 * nB, act + 1044592 * nB, P + 675816, P + 675864, buf + 20328, buf + 20376, B, 48, 49, 1e-05, nB * 3184608);
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1049296 * nB, act + 1046944 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1049296 * nB, NULL, act + 1046944 * nB, fix + 20928, fix + 20976, buf + 20328, buf + 20376, act + 1044592 * nB, P + 675816, P + 675864, B, 48, 7, 7, 0.1, 1e-05, nB * 3184608, P + 675912, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1049296 * nB, act + 1046944 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x7x7 -> 294x7x7 */
     /* channels 0..281: stage3.step10.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1049296 * nB, B, 12, 49, 282, 16758);   /* channels 282..293: stage3.step11.grad.conv1 */
@@ -1954,14 +2042,16 @@ static void FN(forward_14)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1046944 * nB, act + 1079568 * nB, P + 681684, B, 294, 7, 7, 48, 1, 1, 0);
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1049296 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 1046944 * nB, P + 695796, P + 695844, B, 48, 49, 0.1, 1e-05, nB * 3201366);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1049296 * nB, act + 1046944 * nB, P + 695796, P + 695844, buf + 21012, buf + 21060, B, 48, 49, 1e-05, nB * 3201366);
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1051648 * nB, act + 1049296 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1051648 * nB, NULL, act + 1049296 * nB, fix + 21632, fix + 21680, buf + 21012, buf + 21060, act + 1046944 * nB, P + 695796, P + 695844, B, 48, 7, 7, 0.1, 1e-05, nB * 3201366, P + 695892, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1051648 * nB, act + 1049296 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x7x7 -> 306x7x7 */
     /* channels 0..293: stage3.step11.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 294, 16758);   /* channels 294..305: stage3.step12.grad.conv1 */
@@ -1976,14 +2066,16 @@ static void FN(forward_14)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1049296 * nB, act + 1079568 * nB, P + 701688, B, 306, 7, 7, 48, 1, 1, 0);
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1079568 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 1049296 * nB, P + 716376, P + 716424, B, 48, 49, 0.1, 1e-05, nB * 3218712);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1079568 * nB, act + 1049296 * nB, P + 716376, P + 716424, buf + 21720, buf + 21768, B, 48, 49, 1e-05, nB * 3218712);
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1051648 * nB, act + 1079568 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1051648 * nB, NULL, act + 1079568 * nB, fix + 22368, fix + 22416, buf + 21720, buf + 21768, act + 1049296 * nB, P + 716376, P + 716424, B, 48, 7, 7, 0.1, 1e-05, nB * 3218712, P + 716472, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1051648 * nB, act + 1079568 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x7x7 -> 318x7x7 */
     /* channels 0..305: stage3.step12.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 306, 16758);   /* channels 306..317: stage3.step13.grad.conv1 */
@@ -1998,9 +2090,8 @@ static void FN(forward_14)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1095152 * nB, act + 1079568 * nB, P + 722292, B, 318, 7, 7, 48, 1, 1, 0);
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1079568 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 1095152 * nB, P + 737556, P + 737604, B, 48, 49, 0.1, 1e-05, nB * 3236646);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1079568 * nB, act + 1095152 * nB, P + 737556, P + 737604, buf + 22452, buf + 22500, B, 48, 49, 1e-05, nB * 3236646);
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -2017,7 +2108,10 @@ static void FN(forward_15)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1051648 * nB, act + 1079568 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1051648 * nB, NULL, act + 1079568 * nB, fix + 23104, fix + 23152, buf + 22452, buf + 22500, act + 1095152 * nB, P + 737556, P + 737604, B, 48, 7, 7, 0.1, 1e-05, nB * 3236646, P + 737652, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1051648 * nB, act + 1079568 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x7x7 -> 330x7x7 */
     /* channels 0..317: stage3.step13.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 318, 16758);   /* channels 318..329: stage3.step14.grad.conv1 */
@@ -2032,14 +2126,16 @@ static void FN(forward_15)(Model *m, int B, int train)
     if (!train)    /* training: with its input's bn above (rt_bn_relu_conv1x1_train) */
         FN(rt_conv2d_forward)(ctx, act + 1079568 * nB, act + 1097504 * nB, P + 743496, B, 330, 7, 7, 48, 1, 1, 0);
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1081920 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 1079568 * nB, P + 759336, P + 759384, B, 48, 49, 0.1, 1e-05, nB * 3255168);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 1081920 * nB, act + 1079568 * nB, P + 759336, P + 759384, buf + 23208, buf + 23256, B, 48, 49, 1e-05, nB * 3255168);
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x7x7 -> 48x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 1051648 * nB, act + 1081920 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1051648 * nB, NULL, act + 1081920 * nB, fix + 23872, fix + 23920, buf + 23208, buf + 23256, act + 1079568 * nB, P + 759336, P + 759384, B, 48, 7, 7, 0.1, 1e-05, nB * 3255168, P + 759432, 12, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 1051648 * nB, act + 1081920 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x7x7 -> 342x7x7 */
     /* channels 0..329: stage3.step14.concat, in place */
     FN(rt_concat_slice_forward)(ctx, act + 1023120 * nB, act + 1051648 * nB, B, 12, 49, 330, 16758);   /* channels 330..341: stage3.step15.grad.conv1 */
@@ -2098,8 +2194,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 345 stage3.step15.concat = concat(stage3.step14.concat, stage3.step15.grad.conv1): 330x7x7 -> 342x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 330, 16758);
     /* 344 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1081920 * nB, act + 1079568 * nB, fix + 23872, fix + 23920, P + 759336, P + 759384, B, 48, 49, nB * 3255168, 2352);   /* stage3.step15.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1084272 * nB, 0, G + 759432, act + 1051648 * nB, act + 1081920 * nB, P + 759432, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1084272 * nB, 0, G + 759432, act + 1051648 * nB, act + 1081920 * nB, act + 1079568 * nB, fix + 23872, fix + 23920, P + 759336, P + 759384, B, 48, 7, 7, nB * 3255168, 2352, P + 759432, 12);   /* stage3.step15.grad.relu1, not kept from forward: applied as dw reads it */
     /* 343 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 342 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2113,8 +2208,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 338 stage3.step14.concat = concat(stage3.step13.concat, stage3.step14.grad.conv1): 318x7x7 -> 330x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 318, 16758);
     /* 337 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1095152 * nB, fix + 23104, fix + 23152, P + 737556, P + 737604, B, 48, 49, nB * 3236646, 2352);   /* stage3.step14.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 737652, act + 1051648 * nB, act + 1079568 * nB, P + 737652, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1081920 * nB, 0, G + 737652, act + 1051648 * nB, act + 1079568 * nB, act + 1095152 * nB, fix + 23104, fix + 23152, P + 737556, P + 737604, B, 48, 7, 7, nB * 3236646, 2352, P + 737652, 12);   /* stage3.step14.grad.relu1, not kept from forward: applied as dw reads it */
     /* 336 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 335 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2128,8 +2222,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 331 stage3.step13.concat = concat(stage3.step12.concat, stage3.step13.grad.conv1): 306x7x7 -> 318x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1051648 * nB, 0, act + 1131040 * nB, B, 12, 49, 306, 16758);
     /* 330 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1079568 * nB, act + 1049296 * nB, fix + 22368, fix + 22416, P + 716376, P + 716424, B, 48, 49, nB * 3218712, 2352);   /* stage3.step13.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1081920 * nB, 0, G + 716472, act + 1051648 * nB, act + 1079568 * nB, P + 716472, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1081920 * nB, 0, G + 716472, act + 1051648 * nB, act + 1079568 * nB, act + 1049296 * nB, fix + 22368, fix + 22416, P + 716376, P + 716424, B, 48, 7, 7, nB * 3218712, 2352, P + 716472, 12);   /* stage3.step13.grad.relu1, not kept from forward: applied as dw reads it */
     /* 329 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 328 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2155,8 +2248,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 324 stage3.step12.concat = concat(stage3.step11.concat, stage3.step12.grad.conv1): 294x7x7 -> 306x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1049296 * nB, 0, act + 1131040 * nB, B, 12, 49, 294, 16758);
     /* 323 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1049888 * nB, act + 1046944 * nB, fix + 21632, fix + 21680, P + 695796, P + 695844, B, 48, 49, nB * 3201366, 2352);   /* stage3.step12.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1079568 * nB, 0, G + 695892, act + 1049296 * nB, act + 1049888 * nB, P + 695892, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1079568 * nB, 0, G + 695892, act + 1049296 * nB, act + 1049888 * nB, act + 1046944 * nB, fix + 21632, fix + 21680, P + 695796, P + 695844, B, 48, 7, 7, nB * 3201366, 2352, P + 695892, 12);   /* stage3.step12.grad.relu1, not kept from forward: applied as dw reads it */
     /* 322 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 321 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2170,8 +2262,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 317 stage3.step11.concat = concat(stage3.step10.concat, stage3.step11.grad.conv1): 282x7x7 -> 294x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1046944 * nB, 0, act + 1131040 * nB, B, 12, 49, 282, 16758);
     /* 316 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1047536 * nB, act + 1044592 * nB, fix + 20928, fix + 20976, P + 675816, P + 675864, B, 48, 49, nB * 3184608, 2352);   /* stage3.step11.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1049888 * nB, 0, G + 675912, act + 1046944 * nB, act + 1047536 * nB, P + 675912, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1049888 * nB, 0, G + 675912, act + 1046944 * nB, act + 1047536 * nB, act + 1044592 * nB, fix + 20928, fix + 20976, P + 675816, P + 675864, B, 48, 7, 7, nB * 3184608, 2352, P + 675912, 12);   /* stage3.step11.grad.relu1, not kept from forward: applied as dw reads it */
     /* 315 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 314 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2185,8 +2276,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 310 stage3.step10.concat = concat(stage3.step9.concat, stage3.step10.grad.conv1): 270x7x7 -> 282x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1044592 * nB, 0, act + 1131040 * nB, B, 12, 49, 270, 16758);
     /* 309 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1045184 * nB, act + 1042240 * nB, fix + 20256, fix + 20304, P + 656436, P + 656484, B, 48, 49, nB * 3168438, 2352);   /* stage3.step10.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1047536 * nB, 0, G + 656532, act + 1044592 * nB, act + 1045184 * nB, P + 656532, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1047536 * nB, 0, G + 656532, act + 1044592 * nB, act + 1045184 * nB, act + 1042240 * nB, fix + 20256, fix + 20304, P + 656436, P + 656484, B, 48, 7, 7, nB * 3168438, 2352, P + 656532, 12);   /* stage3.step10.grad.relu1, not kept from forward: applied as dw reads it */
     /* 308 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 307 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2200,8 +2290,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 303 stage3.step9.concat = concat(stage3.step8.concat, stage3.step9.grad.conv1): 258x7x7 -> 270x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1042240 * nB, 0, act + 1131040 * nB, B, 12, 49, 258, 16758);
     /* 302 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1042832 * nB, act + 1039888 * nB, fix + 19616, fix + 19664, P + 637656, P + 637704, B, 48, 49, nB * 3152856, 2352);   /* stage3.step9.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1045184 * nB, 0, G + 637752, act + 1042240 * nB, act + 1042832 * nB, P + 637752, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1045184 * nB, 0, G + 637752, act + 1042240 * nB, act + 1042832 * nB, act + 1039888 * nB, fix + 19616, fix + 19664, P + 637656, P + 637704, B, 48, 7, 7, nB * 3152856, 2352, P + 637752, 12);   /* stage3.step9.grad.relu1, not kept from forward: applied as dw reads it */
 }
 
 /* Backward, part 3 of 15. */
@@ -2227,8 +2316,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 296 stage3.step8.concat = concat(stage3.step7.concat, stage3.step8.grad.conv1): 246x7x7 -> 258x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 246, 16758);
     /* 295 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1077216 * nB, fix + 18976, fix + 19024, P + 619476, P + 619524, B, 48, 49, nB * 3137862, 2352);   /* stage3.step8.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 619572, act + 1039888 * nB, act + 1040480 * nB, P + 619572, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 619572, act + 1039888 * nB, act + 1040480 * nB, act + 1077216 * nB, fix + 18976, fix + 19024, P + 619476, P + 619524, B, 48, 7, 7, nB * 3137862, 2352, P + 619572, 12);   /* stage3.step8.grad.relu1, not kept from forward: applied as dw reads it */
     /* 294 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 293 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2242,8 +2330,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 289 stage3.step7.concat = concat(stage3.step6.concat, stage3.step7.grad.conv1): 234x7x7 -> 246x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 234, 16758);
     /* 288 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1064592 * nB, fix + 18368, fix + 18416, P + 601896, P + 601944, B, 48, 49, nB * 3123456, 2352);   /* stage3.step7.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 601992, act + 1039888 * nB, act + 1040480 * nB, P + 601992, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 601992, act + 1039888 * nB, act + 1040480 * nB, act + 1064592 * nB, fix + 18368, fix + 18416, P + 601896, P + 601944, B, 48, 7, 7, nB * 3123456, 2352, P + 601992, 12);   /* stage3.step7.grad.relu1, not kept from forward: applied as dw reads it */
     /* 287 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 286 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2257,8 +2344,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 282 stage3.step6.concat = concat(stage3.step5.concat, stage3.step6.grad.conv1): 222x7x7 -> 234x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 222, 16758);
     /* 281 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1062240 * nB, fix + 17792, fix + 17840, P + 584916, P + 584964, B, 48, 49, nB * 3109638, 2352);   /* stage3.step6.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 585012, act + 1039888 * nB, act + 1040480 * nB, P + 585012, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 585012, act + 1039888 * nB, act + 1040480 * nB, act + 1062240 * nB, fix + 17792, fix + 17840, P + 584916, P + 584964, B, 48, 7, 7, nB * 3109638, 2352, P + 585012, 12);   /* stage3.step6.grad.relu1, not kept from forward: applied as dw reads it */
     /* 280 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 279 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2284,8 +2370,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 275 stage3.step5.concat = concat(stage3.step4.concat, stage3.step5.grad.conv1): 210x7x7 -> 222x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 210, 16758);
     /* 274 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1059888 * nB, fix + 17248, fix + 17296, P + 568536, P + 568584, B, 48, 49, nB * 3096408, 2352);   /* stage3.step5.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 568632, act + 1039888 * nB, act + 1040480 * nB, P + 568632, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 568632, act + 1039888 * nB, act + 1040480 * nB, act + 1059888 * nB, fix + 17248, fix + 17296, P + 568536, P + 568584, B, 48, 7, 7, nB * 3096408, 2352, P + 568632, 12);   /* stage3.step5.grad.relu1, not kept from forward: applied as dw reads it */
     /* 273 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 272 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2299,8 +2384,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 268 stage3.step4.concat = concat(stage3.step3.concat, stage3.step4.grad.conv1): 198x7x7 -> 210x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1039888 * nB, 0, act + 1131040 * nB, B, 12, 49, 198, 16758);
     /* 267 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1040480 * nB, act + 1001952 * nB, fix + 16704, fix + 16752, P + 552756, P + 552804, B, 48, 49, nB * 3083766, 2352);   /* stage3.step4.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042832 * nB, 0, G + 552852, act + 1039888 * nB, act + 1040480 * nB, P + 552852, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042832 * nB, 0, G + 552852, act + 1039888 * nB, act + 1040480 * nB, act + 1001952 * nB, fix + 16704, fix + 16752, P + 552756, P + 552804, B, 48, 7, 7, nB * 3083766, 2352, P + 552852, 12);   /* stage3.step4.grad.relu1, not kept from forward: applied as dw reads it */
     /* 266 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 265 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2314,8 +2398,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 261 stage3.step3.concat = concat(stage3.step2.concat, stage3.step3.grad.conv1): 186x7x7 -> 198x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 1001952 * nB, 0, act + 1131040 * nB, B, 12, 49, 186, 16758);
     /* 260 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1039888 * nB, act + 999600 * nB, fix + 16192, fix + 16240, P + 537576, P + 537624, B, 48, 49, nB * 3071712, 2352);   /* stage3.step3.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1042240 * nB, 0, G + 537672, act + 1001952 * nB, act + 1039888 * nB, P + 537672, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1042240 * nB, 0, G + 537672, act + 1001952 * nB, act + 1039888 * nB, act + 999600 * nB, fix + 16192, fix + 16240, P + 537576, P + 537624, B, 48, 7, 7, nB * 3071712, 2352, P + 537672, 12);   /* stage3.step3.grad.relu1, not kept from forward: applied as dw reads it */
     /* 259 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 258 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2341,8 +2424,7 @@ static void FN(backward_5)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 253 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1000192 * nB, act + 270480 * nB, fix + 15712, fix + 15760, P + 522996, P + 523044, B, 48, 49, nB * 3060246, 2352);   /* stage3.step2.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1039888 * nB, 0, G + 523092, act + 999600 * nB, act + 1000192 * nB, P + 523092, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1039888 * nB, 0, G + 523092, act + 999600 * nB, act + 1000192 * nB, act + 270480 * nB, fix + 15712, fix + 15760, P + 522996, P + 523044, B, 48, 7, 7, nB * 3060246, 2352, P + 523092, 12);   /* stage3.step2.grad.relu1, not kept from forward: applied as dw reads it */
     /* 252 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 251 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2356,8 +2438,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 247 stage3.step1.concat = concat(stage3.step0.concat, stage3.step1.grad.conv1): 162x7x7 -> 174x7x7 */
     FN(rt_concat_slice_backward)(ctx, act + 270480 * nB, 0, act + 1131040 * nB, B, 12, 49, 162, 16758);
     /* 246 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 999600 * nB, act + 268128 * nB, fix + 15264, fix + 15312, P + 509016, P + 509064, B, 48, 49, nB * 3049368, 2352);   /* stage3.step1.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1001952 * nB, 0, G + 509112, act + 270480 * nB, act + 999600 * nB, P + 509112, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1001952 * nB, 0, G + 509112, act + 270480 * nB, act + 999600 * nB, act + 268128 * nB, fix + 15264, fix + 15312, P + 509016, P + 509064, B, 48, 7, 7, nB * 3049368, 2352, P + 509112, 12);   /* stage3.step1.grad.relu1, not kept from forward: applied as dw reads it */
     /* 245 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 244 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2372,8 +2453,7 @@ static void FN(backward_5)(Model *m, int B)
     FN(rt_concat_slice_backward)(ctx, act + 1023120 * nB, 0, act + 1131040 * nB, B, 150, 49, 0, 16758);
     FN(rt_concat_slice_backward)(ctx, act + 268128 * nB, 0, act + 1131040 * nB, B, 12, 49, 150, 16758);
     /* 239 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 48x7x7 -> 12x7x7 */
-    FN(rt_bn_relu_recompute)(ctx, act + 268720 * nB, act + 265776 * nB, fix + 14816, fix + 14864, P + 495636, P + 495684, B, 48, 49, nB * 3039078, 2352);   /* stage3.step0.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 999600 * nB, 0, G + 495732, act + 268128 * nB, act + 268720 * nB, P + 495732, B, 48, 7, 7, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 999600 * nB, 0, G + 495732, act + 268128 * nB, act + 268720 * nB, act + 265776 * nB, fix + 14816, fix + 14864, P + 495636, P + 495684, B, 48, 7, 7, nB * 3039078, 2352, P + 495732, 12);   /* stage3.step0.grad.relu1, not kept from forward: applied as dw reads it */
     /* 238 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 48x7x7 -> 48x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 237 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 48x7x7 -> 48x7x7 */
@@ -2407,8 +2487,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 229 stage2.step15.concat = concat(stage2.step14.concat, stage2.step15.grad.conv1): 288x14x14 -> 300x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 288, 58800);
     /* 228 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1023120 * nB, act + 1013712 * nB, fix + 13792, fix + 13840, P + 437256, P + 437304, B, 48, 196, nB * 2963520, 9408);   /* stage2.step15.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1032528 * nB, 0, G + 437352, act + 265776 * nB, act + 1023120 * nB, P + 437352, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1032528 * nB, 0, G + 437352, act + 265776 * nB, act + 1023120 * nB, act + 1013712 * nB, fix + 13792, fix + 13840, P + 437256, P + 437304, B, 48, 14, 14, nB * 2963520, 9408, P + 437352, 12);   /* stage2.step15.grad.relu1, not kept from forward: applied as dw reads it */
     /* 227 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 226 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2422,8 +2501,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 222 stage2.step14.concat = concat(stage2.step13.concat, stage2.step14.grad.conv1): 276x14x14 -> 288x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 276, 58800);
     /* 221 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1013712 * nB, act + 1067808 * nB, fix + 13120, fix + 13168, P + 417576, P + 417624, B, 48, 196, nB * 2897664, 9408);   /* stage2.step14.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1023120 * nB, 0, G + 417672, act + 265776 * nB, act + 1013712 * nB, P + 417672, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1023120 * nB, 0, G + 417672, act + 265776 * nB, act + 1013712 * nB, act + 1067808 * nB, fix + 13120, fix + 13168, P + 417576, P + 417624, B, 48, 14, 14, nB * 2897664, 9408, P + 417672, 12);   /* stage2.step14.grad.relu1, not kept from forward: applied as dw reads it */
     /* 220 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 219 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2437,8 +2515,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 215 stage2.step13.concat = concat(stage2.step12.concat, stage2.step13.grad.conv1): 264x14x14 -> 276x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 264, 58800);
     /* 214 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 1013712 * nB, act + 990192 * nB, fix + 12448, fix + 12496, P + 398496, P + 398544, B, 48, 196, nB * 2834160, 9408);   /* stage2.step13.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1023120 * nB, 0, G + 398592, act + 265776 * nB, act + 1013712 * nB, P + 398592, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1023120 * nB, 0, G + 398592, act + 265776 * nB, act + 1013712 * nB, act + 990192 * nB, fix + 12448, fix + 12496, P + 398496, P + 398544, B, 48, 14, 14, nB * 2834160, 9408, P + 398592, 12);   /* stage2.step13.grad.relu1, not kept from forward: applied as dw reads it */
     /* 213 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 212 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2452,8 +2529,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 208 stage2.step12.concat = concat(stage2.step11.concat, stage2.step12.grad.conv1): 252x14x14 -> 264x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 252, 58800);
     /* 207 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 990192 * nB, act + 980784 * nB, fix + 11808, fix + 11856, P + 380016, P + 380064, B, 48, 196, nB * 2773008, 9408);   /* stage2.step12.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 1013712 * nB, 0, G + 380112, act + 265776 * nB, act + 990192 * nB, P + 380112, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1013712 * nB, 0, G + 380112, act + 265776 * nB, act + 990192 * nB, act + 980784 * nB, fix + 11808, fix + 11856, P + 380016, P + 380064, B, 48, 14, 14, nB * 2773008, 9408, P + 380112, 12);   /* stage2.step12.grad.relu1, not kept from forward: applied as dw reads it */
     /* 206 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2479,8 +2555,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 201 stage2.step11.concat = concat(stage2.step10.concat, stage2.step11.grad.conv1): 240x14x14 -> 252x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 240, 58800);
     /* 200 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 980784 * nB, act + 971376 * nB, fix + 11200, fix + 11248, P + 362136, P + 362184, B, 48, 196, nB * 2714208, 9408);   /* stage2.step11.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 990192 * nB, 0, G + 362232, act + 265776 * nB, act + 980784 * nB, P + 362232, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 990192 * nB, 0, G + 362232, act + 265776 * nB, act + 980784 * nB, act + 971376 * nB, fix + 11200, fix + 11248, P + 362136, P + 362184, B, 48, 14, 14, nB * 2714208, 9408, P + 362232, 12);   /* stage2.step11.grad.relu1, not kept from forward: applied as dw reads it */
     /* 199 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 198 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2494,8 +2569,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 194 stage2.step10.concat = concat(stage2.step9.concat, stage2.step10.grad.conv1): 228x14x14 -> 240x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 228, 58800);
     /* 193 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 971376 * nB, act + 961968 * nB, fix + 10624, fix + 10672, P + 344856, P + 344904, B, 48, 196, nB * 2657760, 9408);   /* stage2.step10.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 980784 * nB, 0, G + 344952, act + 265776 * nB, act + 971376 * nB, P + 344952, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 980784 * nB, 0, G + 344952, act + 265776 * nB, act + 971376 * nB, act + 961968 * nB, fix + 10624, fix + 10672, P + 344856, P + 344904, B, 48, 14, 14, nB * 2657760, 9408, P + 344952, 12);   /* stage2.step10.grad.relu1, not kept from forward: applied as dw reads it */
     /* 192 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 191 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2509,8 +2583,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 187 stage2.step9.concat = concat(stage2.step8.concat, stage2.step9.grad.conv1): 216x14x14 -> 228x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 216, 58800);
     /* 186 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 1004304 * nB, fix + 10048, fix + 10096, P + 328176, P + 328224, B, 48, 196, nB * 2603664, 9408);   /* stage2.step9.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 971376 * nB, 0, G + 328272, act + 265776 * nB, act + 961968 * nB, P + 328272, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 971376 * nB, 0, G + 328272, act + 265776 * nB, act + 961968 * nB, act + 1004304 * nB, fix + 10048, fix + 10096, P + 328176, P + 328224, B, 48, 14, 14, nB * 2603664, 9408, P + 328272, 12);   /* stage2.step9.grad.relu1, not kept from forward: applied as dw reads it */
     /* 185 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 184 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2536,8 +2609,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 180 stage2.step8.concat = concat(stage2.step7.concat, stage2.step8.grad.conv1): 204x14x14 -> 216x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 204, 58800);
     /* 179 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 961968 * nB, act + 856128 * nB, fix + 9504, fix + 9552, P + 312096, P + 312144, B, 48, 196, nB * 2551920, 9408);   /* stage2.step8.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 971376 * nB, 0, G + 312192, act + 265776 * nB, act + 961968 * nB, P + 312192, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 971376 * nB, 0, G + 312192, act + 265776 * nB, act + 961968 * nB, act + 856128 * nB, fix + 9504, fix + 9552, P + 312096, P + 312144, B, 48, 14, 14, nB * 2551920, 9408, P + 312192, 12);   /* stage2.step8.grad.relu1, not kept from forward: applied as dw reads it */
     /* 178 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 177 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2551,8 +2623,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 173 stage2.step7.concat = concat(stage2.step6.concat, stage2.step7.grad.conv1): 192x14x14 -> 204x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 192, 58800);
     /* 172 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 856128 * nB, act + 846720 * nB, fix + 8992, fix + 9040, P + 296616, P + 296664, B, 48, 196, nB * 2502528, 9408);   /* stage2.step7.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 961968 * nB, 0, G + 296712, act + 265776 * nB, act + 856128 * nB, P + 296712, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 961968 * nB, 0, G + 296712, act + 265776 * nB, act + 856128 * nB, act + 846720 * nB, fix + 8992, fix + 9040, P + 296616, P + 296664, B, 48, 14, 14, nB * 2502528, 9408, P + 296712, 12);   /* stage2.step7.grad.relu1, not kept from forward: applied as dw reads it */
     /* 171 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 170 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2566,8 +2637,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 166 stage2.step6.concat = concat(stage2.step5.concat, stage2.step6.grad.conv1): 180x14x14 -> 192x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 180, 58800);
     /* 165 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 846720 * nB, act + 686784 * nB, fix + 8512, fix + 8560, P + 281736, P + 281784, B, 48, 196, nB * 2455488, 9408);   /* stage2.step6.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 856128 * nB, 0, G + 281832, act + 265776 * nB, act + 846720 * nB, P + 281832, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 856128 * nB, 0, G + 281832, act + 265776 * nB, act + 846720 * nB, act + 686784 * nB, fix + 8512, fix + 8560, P + 281736, P + 281784, B, 48, 14, 14, nB * 2455488, 9408, P + 281832, 12);   /* stage2.step6.grad.relu1, not kept from forward: applied as dw reads it */
     /* 164 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 163 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2581,8 +2651,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 159 stage2.step5.concat = concat(stage2.step4.concat, stage2.step5.grad.conv1): 168x14x14 -> 180x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 168, 58800);
     /* 158 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 686784 * nB, act + 677376 * nB, fix + 8032, fix + 8080, P + 267456, P + 267504, B, 48, 196, nB * 2410800, 9408);   /* stage2.step5.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 846720 * nB, 0, G + 267552, act + 265776 * nB, act + 686784 * nB, P + 267552, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 846720 * nB, 0, G + 267552, act + 265776 * nB, act + 686784 * nB, act + 677376 * nB, fix + 8032, fix + 8080, P + 267456, P + 267504, B, 48, 14, 14, nB * 2410800, 9408, P + 267552, 12);   /* stage2.step5.grad.relu1, not kept from forward: applied as dw reads it */
 }
 
 /* Backward, part 9 of 15. */
@@ -2608,8 +2677,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 152 stage2.step4.concat = concat(stage2.step3.concat, stage2.step4.grad.conv1): 156x14x14 -> 168x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 156, 58800);
     /* 151 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 677376 * nB, act + 667968 * nB, fix + 7584, fix + 7632, P + 253776, P + 253824, B, 48, 196, nB * 2368464, 9408);   /* stage2.step4.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 686784 * nB, 0, G + 253872, act + 265776 * nB, act + 677376 * nB, P + 253872, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 686784 * nB, 0, G + 253872, act + 265776 * nB, act + 677376 * nB, act + 667968 * nB, fix + 7584, fix + 7632, P + 253776, P + 253824, B, 48, 14, 14, nB * 2368464, 9408, P + 253872, 12);   /* stage2.step4.grad.relu1, not kept from forward: applied as dw reads it */
     /* 150 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 149 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2623,8 +2691,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 145 stage2.step3.concat = concat(stage2.step2.concat, stage2.step3.grad.conv1): 144x14x14 -> 156x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 144, 58800);
     /* 144 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 667968 * nB, act + 432768 * nB, fix + 7168, fix + 7216, P + 240696, P + 240744, B, 48, 196, nB * 2328480, 9408);   /* stage2.step3.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 677376 * nB, 0, G + 240792, act + 265776 * nB, act + 667968 * nB, P + 240792, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 677376 * nB, 0, G + 240792, act + 265776 * nB, act + 667968 * nB, act + 432768 * nB, fix + 7168, fix + 7216, P + 240696, P + 240744, B, 48, 14, 14, nB * 2328480, 9408, P + 240792, 12);   /* stage2.step3.grad.relu1, not kept from forward: applied as dw reads it */
     /* 143 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 142 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2638,8 +2705,7 @@ static void FN(backward_9)(Model *m, int B)
     /* 138 stage2.step2.concat = concat(stage2.step1.concat, stage2.step2.grad.conv1): 132x14x14 -> 144x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 132, 58800);
     /* 137 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 432768 * nB, act + 423360 * nB, fix + 6784, fix + 6832, P + 228216, P + 228264, B, 48, 196, nB * 2290848, 9408);   /* stage2.step2.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 667968 * nB, 0, G + 228312, act + 265776 * nB, act + 432768 * nB, P + 228312, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 667968 * nB, 0, G + 228312, act + 265776 * nB, act + 432768 * nB, act + 423360 * nB, fix + 6784, fix + 6832, P + 228216, P + 228264, B, 48, 14, 14, nB * 2290848, 9408, P + 228312, 12);   /* stage2.step2.grad.relu1, not kept from forward: applied as dw reads it */
     /* 136 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 135 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2665,8 +2731,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 131 stage2.step1.concat = concat(stage2.step0.concat, stage2.step1.grad.conv1): 120x14x14 -> 132x14x14 */
     FN(rt_concat_slice_backward)(ctx, act + 265776 * nB, 0, act + 1194816 * nB, B, 12, 196, 120, 58800);
     /* 130 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 423360 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, P + 216384, B, 48, 196, nB * 2255568, 9408);   /* stage2.step1.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 432768 * nB, 0, G + 216432, act + 265776 * nB, act + 423360 * nB, P + 216432, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 432768 * nB, 0, G + 216432, act + 265776 * nB, act + 423360 * nB, act + 28224 * nB, fix + 6400, fix + 6448, P + 216336, P + 216384, B, 48, 14, 14, nB * 2255568, 9408, P + 216432, 12);   /* stage2.step1.grad.relu1, not kept from forward: applied as dw reads it */
     /* 129 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 128 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2681,8 +2746,7 @@ static void FN(backward_10)(Model *m, int B)
     FN(rt_concat_slice_backward)(ctx, act + 667968 * nB, 0, act + 1194816 * nB, B, 108, 196, 0, 58800);
     FN(rt_concat_slice_backward)(ctx, act + 28224 * nB, 0, act + 1194816 * nB, B, 12, 196, 108, 58800);
     /* 123 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 48x14x14 -> 12x14x14 */
-    FN(rt_bn_relu_recompute)(ctx, act + 423360 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, P + 205104, B, 48, 196, nB * 2222640, 9408);   /* stage2.step0.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 432768 * nB, 0, G + 205152, act + 28224 * nB, act + 423360 * nB, P + 205152, B, 48, 14, 14, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 432768 * nB, 0, G + 205152, act + 28224 * nB, act + 423360 * nB, act + 18816 * nB, fix + 6048, fix + 6096, P + 205056, P + 205104, B, 48, 14, 14, nB * 2222640, 9408, P + 205152, 12);   /* stage2.step0.grad.relu1, not kept from forward: applied as dw reads it */
     /* 122 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 48x14x14 -> 48x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 121 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 48x14x14 -> 48x14x14 */
@@ -2704,8 +2768,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 113 stage1.step15.concat = concat(stage1.step14.concat, stage1.step15.grad.conv1): 204x28x28 -> 216x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 204, 169344);
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 903168 * nB, act + 809088 * nB, fix + 5280, fix + 5328, P + 170616, P + 170664, B, 48, 784, nB * 1994496, 37632);   /* stage1.step15.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 940800 * nB, 0, G + 170712, act + 18816 * nB, act + 903168 * nB, P + 170712, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 940800 * nB, 0, G + 170712, act + 18816 * nB, act + 903168 * nB, act + 809088 * nB, fix + 5280, fix + 5328, P + 170616, P + 170664, B, 48, 28, 28, nB * 1994496, 37632, P + 170712, 12);   /* stage1.step15.grad.relu1, not kept from forward: applied as dw reads it */
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2731,8 +2794,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 106 stage1.step14.concat = concat(stage1.step13.concat, stage1.step14.grad.conv1): 192x28x28 -> 204x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 192, 169344);
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 809088 * nB, act + 771456 * nB, fix + 4768, fix + 4816, P + 155136, P + 155184, B, 48, 784, nB * 1796928, 37632);   /* stage1.step14.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 903168 * nB, 0, G + 155232, act + 18816 * nB, act + 809088 * nB, P + 155232, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 903168 * nB, 0, G + 155232, act + 18816 * nB, act + 809088 * nB, act + 771456 * nB, fix + 4768, fix + 4816, P + 155136, P + 155184, B, 48, 28, 28, nB * 1796928, 37632, P + 155232, 12);   /* stage1.step14.grad.relu1, not kept from forward: applied as dw reads it */
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2746,8 +2808,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 99 stage1.step13.concat = concat(stage1.step12.concat, stage1.step13.grad.conv1): 180x28x28 -> 192x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 180, 169344);
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 771456 * nB, act + 733824 * nB, fix + 4288, fix + 4336, P + 140256, P + 140304, B, 48, 784, nB * 1608768, 37632);   /* stage1.step13.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 809088 * nB, 0, G + 140352, act + 18816 * nB, act + 771456 * nB, P + 140352, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 809088 * nB, 0, G + 140352, act + 18816 * nB, act + 771456 * nB, act + 733824 * nB, fix + 4288, fix + 4336, P + 140256, P + 140304, B, 48, 28, 28, nB * 1608768, 37632, P + 140352, 12);   /* stage1.step13.grad.relu1, not kept from forward: applied as dw reads it */
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2761,8 +2822,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 92 stage1.step12.concat = concat(stage1.step11.concat, stage1.step12.grad.conv1): 168x28x28 -> 180x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 168, 169344);
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 733824 * nB, act + 865536 * nB, fix + 3808, fix + 3856, P + 125976, P + 126024, B, 48, 784, nB * 1430016, 37632);   /* stage1.step12.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 126072, act + 18816 * nB, act + 733824 * nB, P + 126072, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 771456 * nB, 0, G + 126072, act + 18816 * nB, act + 733824 * nB, act + 865536 * nB, fix + 3808, fix + 3856, P + 125976, P + 126024, B, 48, 28, 28, nB * 1430016, 37632, P + 126072, 12);   /* stage1.step12.grad.relu1, not kept from forward: applied as dw reads it */
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2788,8 +2848,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 85 stage1.step11.concat = concat(stage1.step10.concat, stage1.step11.grad.conv1): 156x28x28 -> 168x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 156, 169344);
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 733824 * nB, act + 630336 * nB, fix + 3360, fix + 3408, P + 112296, P + 112344, B, 48, 784, nB * 1260672, 37632);   /* stage1.step11.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 771456 * nB, 0, G + 112392, act + 18816 * nB, act + 733824 * nB, P + 112392, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 771456 * nB, 0, G + 112392, act + 18816 * nB, act + 733824 * nB, act + 630336 * nB, fix + 3360, fix + 3408, P + 112296, P + 112344, B, 48, 28, 28, nB * 1260672, 37632, P + 112392, 12);   /* stage1.step11.grad.relu1, not kept from forward: applied as dw reads it */
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2803,8 +2862,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 78 stage1.step10.concat = concat(stage1.step9.concat, stage1.step10.grad.conv1): 144x28x28 -> 156x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 144, 169344);
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 630336 * nB, act + 592704 * nB, fix + 2944, fix + 2992, P + 99216, P + 99264, B, 48, 784, nB * 1100736, 37632);   /* stage1.step10.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 733824 * nB, 0, G + 99312, act + 18816 * nB, act + 630336 * nB, P + 99312, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 733824 * nB, 0, G + 99312, act + 18816 * nB, act + 630336 * nB, act + 592704 * nB, fix + 2944, fix + 2992, P + 99216, P + 99264, B, 48, 28, 28, nB * 1100736, 37632, P + 99312, 12);   /* stage1.step10.grad.relu1, not kept from forward: applied as dw reads it */
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2818,8 +2876,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 71 stage1.step9.concat = concat(stage1.step8.concat, stage1.step9.grad.conv1): 132x28x28 -> 144x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 132, 169344);
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 592704 * nB, act + 696192 * nB, fix + 2560, fix + 2608, P + 86736, P + 86784, B, 48, 784, nB * 950208, 37632);   /* stage1.step9.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 630336 * nB, 0, G + 86832, act + 18816 * nB, act + 592704 * nB, P + 86832, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 630336 * nB, 0, G + 86832, act + 18816 * nB, act + 592704 * nB, act + 696192 * nB, fix + 2560, fix + 2608, P + 86736, P + 86784, B, 48, 28, 28, nB * 950208, 37632, P + 86832, 12);   /* stage1.step9.grad.relu1, not kept from forward: applied as dw reads it */
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2833,8 +2890,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 64 stage1.step8.concat = concat(stage1.step7.concat, stage1.step8.grad.conv1): 120x28x28 -> 132x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 120, 169344);
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 592704 * nB, act + 517440 * nB, fix + 2176, fix + 2224, P + 74856, P + 74904, B, 48, 784, nB * 809088, 37632);   /* stage1.step8.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 630336 * nB, 0, G + 74952, act + 18816 * nB, act + 592704 * nB, P + 74952, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 630336 * nB, 0, G + 74952, act + 18816 * nB, act + 592704 * nB, act + 517440 * nB, fix + 2176, fix + 2224, P + 74856, P + 74904, B, 48, 28, 28, nB * 809088, 37632, P + 74952, 12);   /* stage1.step8.grad.relu1, not kept from forward: applied as dw reads it */
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2860,8 +2916,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 57 stage1.step7.concat = concat(stage1.step6.concat, stage1.step7.grad.conv1): 108x28x28 -> 120x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 108, 169344);
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 517440 * nB, act + 479808 * nB, fix + 1824, fix + 1872, P + 63576, P + 63624, B, 48, 784, nB * 677376, 37632);   /* stage1.step7.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 592704 * nB, 0, G + 63672, act + 18816 * nB, act + 517440 * nB, P + 63672, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 592704 * nB, 0, G + 63672, act + 18816 * nB, act + 517440 * nB, act + 479808 * nB, fix + 1824, fix + 1872, P + 63576, P + 63624, B, 48, 28, 28, nB * 677376, 37632, P + 63672, 12);   /* stage1.step7.grad.relu1, not kept from forward: applied as dw reads it */
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2875,8 +2930,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 50 stage1.step6.concat = concat(stage1.step5.concat, stage1.step6.grad.conv1): 96x28x28 -> 108x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 96, 169344);
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 555072 * nB, fix + 1504, fix + 1552, P + 52896, P + 52944, B, 48, 784, nB * 555072, 37632);   /* stage1.step6.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 517440 * nB, 0, G + 52992, act + 18816 * nB, act + 479808 * nB, P + 52992, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 517440 * nB, 0, G + 52992, act + 18816 * nB, act + 479808 * nB, act + 555072 * nB, fix + 1504, fix + 1552, P + 52896, P + 52944, B, 48, 28, 28, nB * 555072, 37632, P + 52992, 12);   /* stage1.step6.grad.relu1, not kept from forward: applied as dw reads it */
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2890,8 +2944,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 43 stage1.step5.concat = concat(stage1.step4.concat, stage1.step5.grad.conv1): 84x28x28 -> 96x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 84, 169344);
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 479808 * nB, act + 385728 * nB, fix + 1216, fix + 1264, P + 42816, P + 42864, B, 48, 784, nB * 442176, 37632);   /* stage1.step5.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 517440 * nB, 0, G + 42912, act + 18816 * nB, act + 479808 * nB, P + 42912, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 517440 * nB, 0, G + 42912, act + 18816 * nB, act + 479808 * nB, act + 385728 * nB, fix + 1216, fix + 1264, P + 42816, P + 42864, B, 48, 28, 28, nB * 442176, 37632, P + 42912, 12);   /* stage1.step5.grad.relu1, not kept from forward: applied as dw reads it */
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2917,8 +2970,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 36 stage1.step4.concat = concat(stage1.step3.concat, stage1.step4.grad.conv1): 72x28x28 -> 84x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 72, 169344);
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 442176 * nB, fix + 928, fix + 976, P + 33336, P + 33384, B, 48, 784, nB * 338688, 37632);   /* stage1.step4.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 479808 * nB, 0, G + 33432, act + 18816 * nB, act + 385728 * nB, P + 33432, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 479808 * nB, 0, G + 33432, act + 18816 * nB, act + 385728 * nB, act + 442176 * nB, fix + 928, fix + 976, P + 33336, P + 33384, B, 48, 28, 28, nB * 338688, 37632, P + 33432, 12);   /* stage1.step4.grad.relu1, not kept from forward: applied as dw reads it */
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2932,8 +2984,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 29 stage1.step3.concat = concat(stage1.step2.concat, stage1.step3.grad.conv1): 60x28x28 -> 72x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 60, 169344);
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 385728 * nB, act + 310464 * nB, fix + 672, fix + 720, P + 24456, P + 24504, B, 48, 784, nB * 244608, 37632);   /* stage1.step3.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 423360 * nB, 0, G + 24552, act + 18816 * nB, act + 385728 * nB, P + 24552, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 423360 * nB, 0, G + 24552, act + 18816 * nB, act + 385728 * nB, act + 310464 * nB, fix + 672, fix + 720, P + 24456, P + 24504, B, 48, 28, 28, nB * 244608, 37632, P + 24552, 12);   /* stage1.step3.grad.relu1, not kept from forward: applied as dw reads it */
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2947,8 +2998,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 22 stage1.step2.concat = concat(stage1.step1.concat, stage1.step2.grad.conv1): 48x28x28 -> 60x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 48, 169344);
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 310464 * nB, act + 348096 * nB, fix + 448, fix + 496, P + 16176, P + 16224, B, 48, 784, nB * 159936, 37632);   /* stage1.step2.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 385728 * nB, 0, G + 16272, act + 18816 * nB, act + 310464 * nB, P + 16272, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 385728 * nB, 0, G + 16272, act + 18816 * nB, act + 310464 * nB, act + 348096 * nB, fix + 448, fix + 496, P + 16176, P + 16224, B, 48, 28, 28, nB * 159936, 37632, P + 16272, 12);   /* stage1.step2.grad.relu1, not kept from forward: applied as dw reads it */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 48x28x28 -> 48x28x28 */
@@ -2962,8 +3012,7 @@ static void FN(backward_14)(Model *m, int B)
     /* 15 stage1.step1.concat = concat(stage1.step0.concat, stage1.step1.grad.conv1): 36x28x28 -> 48x28x28 */
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 12, 784, 36, 169344);
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 310464 * nB, act + 272832 * nB, fix + 256, fix + 304, P + 8496, P + 8544, B, 48, 784, nB * 84672, 37632);   /* stage1.step1.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 348096 * nB, 0, G + 8592, act + 18816 * nB, act + 310464 * nB, P + 8592, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 348096 * nB, 0, G + 8592, act + 18816 * nB, act + 310464 * nB, act + 272832 * nB, fix + 256, fix + 304, P + 8496, P + 8544, B, 48, 28, 28, nB * 84672, 37632, P + 8592, 12);   /* stage1.step1.grad.relu1, not kept from forward: applied as dw reads it */
 }
 
 /* Backward, part 15 of 15. */
@@ -2990,8 +3039,7 @@ static void FN(backward_15)(Model *m, int B)
     FN(rt_concat_slice_backward)(ctx, act + 18816 * nB, 0, act + 1326528 * nB, B, 24, 784, 0, 169344);
     FN(rt_concat_slice_backward)(ctx, act + 75264 * nB, 0, act + 1326528 * nB, B, 12, 784, 24, 169344);
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 48x28x28 -> 12x28x28 */
-    FN(rt_bn_relu_recompute)(ctx, act + 84672 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, P + 1464, B, 48, 784, nB * 18816, 37632);   /* stage1.step0.grad.relu1, not kept from forward */
-    FN(rt_conv2d_backward)(ctx, act + 122304 * nB, 0, G + 1512, act + 75264 * nB, act + 84672 * nB, P + 1512, B, 48, 28, 28, 12, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 122304 * nB, 0, G + 1512, act + 75264 * nB, act + 84672 * nB, act + 37632 * nB, fix + 64, fix + 112, P + 1416, P + 1464, B, 48, 28, 28, nB * 18816, 37632, P + 1512, 12);   /* stage1.step0.grad.relu1, not kept from forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 48x28x28 -> 48x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 48x28x28 -> 48x28x28 */

@@ -251,38 +251,35 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05, nB * 0);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 32768 * nB, NULL, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 32, 32, 0.1, 1e-05, nB * 0, P + 464, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2800, 16, -1, act, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 98304 * nB, NULL, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 32, 32, 0.1, 1e-05, nB * 32768, P + 5136, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, act + 81920 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -313,14 +310,13 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 147456 * nB, 3, xs, c, nB * 16384);
     }
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 163840 * nB, NULL, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 32, 32, 0.1, 1e-05, nB * 65536, P + 9808, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 9776, P + 9792, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -372,8 +368,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
     FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 256, 0.1, 1e-05, nB * 114688);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -382,19 +377,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 253952 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19152, 32, -1, act + 253952 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 262144 * nB, act + 237568 * nB, act + 229376 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, P + 19088, P + 19120, buf + 224, buf + 256, 1e-05, nB * 114688, -1, act + 253952 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05, nB * 122880);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 270336 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 270336 * nB, NULL, act + 245760 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 262144 * nB, P + 28368, P + 28400, B, 32, 16, 16, 0.1, 1e-05, nB * 122880, P + 28432, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 278528 * nB, act + 245760 * nB, act + 262144 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1, P + 28368, P + 28400, buf + 288, buf + 320, 1e-05, nB * 122880, P + 37648, P + 37680, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -425,14 +419,13 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 294912 * nB, 3, xs, c, nB * 8192);
     }
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 253952 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 294912 * nB, P + 46928, P + 46960, B, 32, 256, 0.1, 1e-05, nB * 139264);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 286720 * nB, act + 253952 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 286720 * nB, NULL, act + 253952 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 294912 * nB, P + 46928, P + 46960, B, 32, 16, 16, 0.1, 1e-05, nB * 139264, P + 46992, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 303104 * nB, act + 253952 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1, P + 46928, P + 46960, buf + 416, buf + 448, 1e-05, nB * 139264, P + 56208, P + 56240, buf + 480, buf + 512, 1e-05, 1, nB * 147456);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -472,8 +465,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
     FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 64, 0.1, 1e-05, nB * 163840);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
 }
 
@@ -494,19 +486,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 339968 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84112, 64, -1, act + 339968 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 344064 * nB, act + 331776 * nB, act + 327680 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, P + 83984, P + 84048, buf + 608, buf + 672, 1e-05, nB * 163840, -1, act + 339968 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 335872 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05, nB * 167936);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 348160 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 348160 * nB, NULL, act + 335872 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 344064 * nB, P + 120976, P + 121040, B, 64, 8, 8, 0.1, 1e-05, nB * 167936, P + 121104, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 352256 * nB, act + 335872 * nB, act + 344064 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1, P + 120976, P + 121040, buf + 736, buf + 800, 1e-05, nB * 167936, P + 157968, P + 158032, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -537,14 +528,13 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 360448 * nB, 3, xs, c, nB * 4096);
     }
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 339968 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 360448 * nB, P + 194960, P + 195024, B, 64, 64, 0.1, 1e-05, nB * 176128);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 356352 * nB, act + 339968 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 356352 * nB, NULL, act + 339968 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 360448 * nB, P + 194960, P + 195024, B, 64, 8, 8, 0.1, 1e-05, nB * 176128, P + 195088, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 364544 * nB, act + 339968 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1, P + 194960, P + 195024, buf + 992, buf + 1056, 1e-05, nB * 176128, P + 231952, P + 232016, buf + 1120, buf + 1184, 1e-05, 1, nB * 180224);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -623,7 +613,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 372736 * nB, 0, G + 231952, G + 232016, act + 368640 * nB, act + 364544 * nB, act + 356352 * nB, fix + 1120, fix + 1184, P + 231952, P + 232016, B, 64, 64, nB * 180224);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 356352 * nB, 0, G + 195088, act + 372736 * nB, act + 339968 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 356352 * nB, 0, G + 195088, act + 372736 * nB, act + 339968 * nB, act + 360448 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 8, 8, nB * 176128, 4096, P + 195088, 64);   /* stage3.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
@@ -643,7 +633,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 356352 * nB, 0, G + 157968, G + 158032, act + 339968 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 64, nB * 172032);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 339968 * nB, 0, G + 121104, act + 356352 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 339968 * nB, 0, G + 121104, act + 356352 * nB, act + 335872 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 8, 8, nB * 167936, 4096, P + 121104, 64);   /* stage3.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
@@ -667,7 +657,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_pad_backward_pend)(ctx, act + 335872 * nB, 0, 2, pg, pc, B, 32, 16, 16, 64, 2);
     }
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 344064 * nB, 0, G + 84112, act + 348160 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 344064 * nB, 0, G + 84112, act + 348160 * nB, act + 331776 * nB, act + 327680 * nB, fix + 608, fix + 672, P + 83984, P + 84048, B, 64, 8, 8, nB * 163840, 4096, P + 84112, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -699,7 +689,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 319488 * nB, 0, G + 56208, G + 56240, act + 311296 * nB, act + 303104 * nB, act + 286720 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 256, nB * 147456);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 286720 * nB, 0, G + 46992, act + 319488 * nB, act + 253952 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 286720 * nB, 0, G + 46992, act + 319488 * nB, act + 253952 * nB, act + 294912 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 16, 16, nB * 139264, 8192, P + 46992, 32);   /* stage2.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
@@ -719,7 +709,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 286720 * nB, 0, G + 37648, G + 37680, act + 253952 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 256, nB * 131072);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 28432, act + 286720 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 253952 * nB, 0, G + 28432, act + 286720 * nB, act + 245760 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 16, 16, nB * 122880, 8192, P + 28432, 32);   /* stage2.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
@@ -743,7 +733,7 @@ static void FN(backward_2)(Model *m, int B)
         FN(rt_pad_backward_pend)(ctx, act + 245760 * nB, 0, 2, pg, pc, B, 16, 32, 32, 32, 2);
     }
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 262144 * nB, 0, G + 19152, act + 270336 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 262144 * nB, 0, G + 19152, act + 270336 * nB, act + 237568 * nB, act + 229376 * nB, fix + 224, fix + 256, P + 19088, P + 19120, B, 32, 16, 16, nB * 114688, 8192, P + 19152, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -775,7 +765,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 196608 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 32, 32, nB * 65536, 16384, P + 9808, 16);   /* stage1.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
@@ -795,7 +785,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 32, 32, nB * 32768, 16384, P + 5136, 16);   /* stage1.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
@@ -810,13 +800,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 114688 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 114688 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 32, 32, nB * 16384, 16384, P + 2800, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2768, G + 2784, act + 65536 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 1024, nB * 16384);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 32, 32, nB * 0, 16384, P + 464, 16);   /* stage1.step0.grad.relu0 not written by the forward: applied as dw reads it */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */

@@ -251,38 +251,35 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.1, 1e-05, nB * 0);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 25088 * nB, NULL, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 28, 28, 0.1, 1e-05, nB * 0, P + 176, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, act, P + 176, B, 16, 28, 28, 16, 3, 1, 1, P + 144, P + 160, buf, buf + 16, 1e-05, nB * 0, P + 2480, P + 2496, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05, nB * 12544);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 28, 28, 0.1, 1e-05, nB * 12544, P + 2512, 16, -1, act, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05, nB * 25088);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 75264 * nB, NULL, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4816, P + 4832, B, 16, 28, 28, 0.1, 1e-05, nB * 25088, P + 4848, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 87808 * nB, act + 50176 * nB, act + 62720 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 4816, P + 4832, buf + 64, buf + 80, 1e-05, nB * 25088, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -313,14 +310,13 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 112896 * nB, 3, xs, c, nB * 12544);
     }
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 100352 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9488, P + 9504, B, 16, 784, 0.1, 1e-05, nB * 50176);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 125440 * nB, act + 100352 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 125440 * nB, NULL, act + 100352 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9488, P + 9504, B, 16, 28, 28, 0.1, 1e-05, nB * 50176, P + 9520, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 137984 * nB, act + 100352 * nB, act + 112896 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, P + 9488, P + 9504, buf + 128, buf + 144, 1e-05, nB * 50176, P + 11824, P + 11840, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -372,8 +368,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
     FN(rt_conv2d_forward)(ctx, act + 175616 * nB, act + 150528 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 196, 0.1, 1e-05, nB * 87808);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -382,19 +377,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 194432 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18864, 32, -1, act + 194432 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 200704 * nB, act + 181888 * nB, act + 175616 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, P + 18800, P + 18832, buf + 224, buf + 256, 1e-05, nB * 87808, -1, act + 194432 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 188160 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05, nB * 94080);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 206976 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 206976 * nB, NULL, act + 188160 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 14, 14, 0.1, 1e-05, nB * 94080, P + 28144, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 213248 * nB, act + 188160 * nB, act + 200704 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 28080, P + 28112, buf + 288, buf + 320, 1e-05, nB * 94080, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -425,14 +419,13 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 225792 * nB, 3, xs, c, nB * 6272);
     }
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 194432 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 225792 * nB, P + 46640, P + 46672, B, 32, 196, 0.1, 1e-05, nB * 106624);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 219520 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 219520 * nB, NULL, act + 194432 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 225792 * nB, P + 46640, P + 46672, B, 32, 14, 14, 0.1, 1e-05, nB * 106624, P + 46704, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 232064 * nB, act + 194432 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, P + 46640, P + 46672, buf + 416, buf + 448, 1e-05, nB * 106624, P + 55920, P + 55952, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -472,8 +465,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
     FN(rt_conv2d_forward)(ctx, act + 250880 * nB, act + 238336 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 49, 0.1, 1e-05, nB * 125440);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
 }
 
@@ -494,19 +486,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 260288 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83824, 64, -1, act + 260288 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 263424 * nB, act + 254016 * nB, act + 250880 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, P + 83696, P + 83760, buf + 608, buf + 672, 1e-05, nB * 125440, -1, act + 260288 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 257152 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05, nB * 128576);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 266560 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 266560 * nB, NULL, act + 257152 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 7, 7, 0.1, 1e-05, nB * 128576, P + 120816, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, act + 263424 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 120688, P + 120752, buf + 736, buf + 800, 1e-05, nB * 128576, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -537,14 +528,13 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 275968 * nB, 3, xs, c, nB * 3136);
     }
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 260288 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 275968 * nB, P + 194672, P + 194736, B, 64, 49, 0.1, 1e-05, nB * 134848);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 272832 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 272832 * nB, NULL, act + 260288 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 275968 * nB, P + 194672, P + 194736, B, 64, 7, 7, 0.1, 1e-05, nB * 134848, P + 194800, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 279104 * nB, act + 260288 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, P + 194672, P + 194736, buf + 992, buf + 1056, 1e-05, nB * 134848, P + 231664, P + 231728, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -623,7 +613,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 285376 * nB, 0, G + 231664, G + 231728, act + 282240 * nB, act + 279104 * nB, act + 272832 * nB, fix + 1120, fix + 1184, P + 231664, P + 231728, B, 64, 49, nB * 137984);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 272832 * nB, 0, G + 194800, act + 285376 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 272832 * nB, 0, G + 194800, act + 285376 * nB, act + 260288 * nB, act + 275968 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 7, 7, nB * 134848, 3136, P + 194800, 64);   /* stage3.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
@@ -643,7 +633,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 272832 * nB, 0, G + 157680, G + 157744, act + 260288 * nB, act + 269696 * nB, act + 266560 * nB, fix + 864, fix + 928, P + 157680, P + 157744, B, 64, 49, nB * 131712);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 260288 * nB, 0, G + 120816, act + 272832 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 260288 * nB, 0, G + 120816, act + 272832 * nB, act + 257152 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 7, 7, nB * 128576, 3136, P + 120816, 64);   /* stage3.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
@@ -667,7 +657,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_pad_backward_pend)(ctx, act + 257152 * nB, 0, 2, pg, pc, B, 32, 14, 14, 64, 2);
     }
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 263424 * nB, 0, G + 83824, act + 266560 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 263424 * nB, 0, G + 83824, act + 266560 * nB, act + 254016 * nB, act + 250880 * nB, fix + 608, fix + 672, P + 83696, P + 83760, B, 64, 7, 7, nB * 125440, 3136, P + 83824, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -699,7 +689,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 244608 * nB, 0, G + 55920, G + 55952, act + 238336 * nB, act + 232064 * nB, act + 219520 * nB, fix + 480, fix + 512, P + 55920, P + 55952, B, 32, 196, nB * 112896);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 46704, act + 244608 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 219520 * nB, 0, G + 46704, act + 244608 * nB, act + 194432 * nB, act + 225792 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 14, 14, nB * 106624, 6272, P + 46704, 32);   /* stage2.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
@@ -719,7 +709,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 219520 * nB, 0, G + 37360, G + 37392, act + 194432 * nB, act + 213248 * nB, act + 206976 * nB, fix + 352, fix + 384, P + 37360, P + 37392, B, 32, 196, nB * 100352);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 194432 * nB, 0, G + 28144, act + 219520 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 194432 * nB, 0, G + 28144, act + 219520 * nB, act + 188160 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 14, 14, nB * 94080, 6272, P + 28144, 32);   /* stage2.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
@@ -743,7 +733,7 @@ static void FN(backward_2)(Model *m, int B)
         FN(rt_pad_backward_pend)(ctx, act + 188160 * nB, 0, 2, pg, pc, B, 16, 28, 28, 32, 2);
     }
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 200704 * nB, 0, G + 18864, act + 206976 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 200704 * nB, 0, G + 18864, act + 206976 * nB, act + 181888 * nB, act + 175616 * nB, fix + 224, fix + 256, P + 18800, P + 18832, B, 32, 14, 14, nB * 87808, 6272, P + 18864, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -775,7 +765,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 163072 * nB, 0, G + 11824, G + 11840, act + 150528 * nB, act + 137984 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11824, P + 11840, B, 16, 784, nB * 62720);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 9520, act + 163072 * nB, act + 100352 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 125440 * nB, 0, G + 9520, act + 163072 * nB, act + 100352 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 28, 28, nB * 50176, 12544, P + 9520, 16);   /* stage1.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
@@ -795,7 +785,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 112896 * nB, 0, G + 7152, G + 7168, act + 100352 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, P + 7168, B, 16, 784, nB * 37632);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 4848, act + 112896 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 75264 * nB, 0, G + 4848, act + 112896 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 28, 28, nB * 25088, 12544, P + 4848, 16);   /* stage1.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
@@ -810,13 +800,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 50176 * nB, 0, G + 2512, act + 87808 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 50176 * nB, 0, G + 2512, act + 87808 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2480, P + 2496, B, 16, 28, 28, nB * 12544, 12544, P + 2512, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 62720 * nB, 0, G + 2480, G + 2496, act + 50176 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2480, P + 2496, B, 16, 784, nB * 12544);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 25088 * nB, 0, G + 176, act + 62720 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 25088 * nB, 0, G + 176, act + 62720 * nB, act + 12544 * nB, act, fix, fix + 16, P + 144, P + 160, B, 16, 28, 28, nB * 0, 12544, P + 176, 16);   /* stage1.step0.grad.relu0 not written by the forward: applied as dw reads it */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */

@@ -260,48 +260,47 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 433, P + 449, B, 16, 1024, 0.1, 1e-05, nB * 0);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 32768 * nB, NULL, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 433, P + 449, B, 16, 32, 32, 0.1, 1e-05, nB * 0, P + 465, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 465, B, 16, 32, 32, 16, 3, 1, 1, P + 433, P + 449, buf, buf + 16, 1e-05, nB * 0, P + 2769, P + 2785, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2769, P + 2785, B, 16, 1024, 0.1, 1e-05, nB * 16384);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2769, P + 2785, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2801, 16, -1, act, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5106, P + 5122, B, 16, 1024, 0.1, 1e-05, nB * 32768);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 98304 * nB, NULL, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5106, P + 5122, B, 16, 32, 32, 0.1, 1e-05, nB * 32768, P + 5138, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, act + 81920 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1, P + 5106, P + 5122, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7442, P + 7458, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7442, P + 7458, B, 16, 1024, 0.1, 1e-05, nB * 49152);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 131072 * nB, act + 114688 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 131072 * nB, NULL, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7442, P + 7458, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7474, 16, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 131072 * nB, act + 114688 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
     {
         const T c[3] = {
@@ -313,24 +312,25 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 147456 * nB, 3, xs, c, nB * 16384);
     }
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 163840 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9779, P + 9795, B, 16, 1024, 0.1, 1e-05, nB * 65536);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 180224 * nB, act + 163840 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 180224 * nB, NULL, act + 163840 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9779, P + 9795, B, 16, 32, 32, 0.1, 1e-05, nB * 65536, P + 9811, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 196608 * nB, act + 163840 * nB, act + 147456 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1, P + 9779, P + 9795, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12115, P + 12131, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 180224 * nB, P + 12115, P + 12131, B, 16, 1024, 0.1, 1e-05, nB * 81920);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 212992 * nB, act + 196608 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 212992 * nB, NULL, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 180224 * nB, P + 12115, P + 12131, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12147, 16, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 212992 * nB, act + 196608 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
     {
         const T c[3] = {
@@ -363,8 +363,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
     FN(rt_conv2d_forward)(ctx, act + 262144 * nB, act + 245760 * nB, P + 14484, B, 16, 32, 32, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 270336 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 262144 * nB, P + 19092, P + 19124, B, 32, 256, 0.1, 1e-05, nB * 114688);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -373,29 +372,30 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 286720 * nB, act + 229376 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 294912 * nB, act + 278528 * nB, act + 270336 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 286720 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 294912 * nB, act + 278528 * nB, act + 270336 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 262144 * nB, P + 19092, P + 19124, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19156, 32, -1, act + 286720 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 294912 * nB, act + 270336 * nB, act + 262144 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1, P + 19092, P + 19124, buf + 224, buf + 256, 1e-05, nB * 114688, -1, act + 286720 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 294912 * nB, P + 28373, P + 28405, B, 32, 256, 0.1, 1e-05, nB * 122880);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 303104 * nB, act + 278528 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 303104 * nB, NULL, act + 278528 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 294912 * nB, P + 28373, P + 28405, B, 32, 16, 16, 0.1, 1e-05, nB * 122880, P + 28437, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 311296 * nB, act + 278528 * nB, act + 294912 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1, P + 28373, P + 28405, buf + 288, buf + 320, 1e-05, nB * 122880, P + 37653, P + 37685, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 303104 * nB, P + 37653, P + 37685, B, 32, 256, 0.1, 1e-05, nB * 131072);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 319488 * nB, act + 311296 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 319488 * nB, NULL, act + 311296 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 303104 * nB, P + 37653, P + 37685, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37717, 32, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 319488 * nB, act + 311296 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -407,24 +407,25 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 327680 * nB, 3, xs, c, nB * 8192);
     }
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 335872 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 327680 * nB, P + 46934, P + 46966, B, 32, 256, 0.1, 1e-05, nB * 139264);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 344064 * nB, act + 335872 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 344064 * nB, NULL, act + 335872 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 327680 * nB, P + 46934, P + 46966, B, 32, 16, 16, 0.1, 1e-05, nB * 139264, P + 46998, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 352256 * nB, act + 335872 * nB, act + 327680 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1, P + 46934, P + 46966, buf + 416, buf + 448, 1e-05, nB * 139264, P + 56214, P + 56246, buf + 480, buf + 512, 1e-05, 1, nB * 147456);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 344064 * nB, P + 56214, P + 56246, B, 32, 256, 0.1, 1e-05, nB * 147456);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 360448 * nB, act + 352256 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 360448 * nB, NULL, act + 352256 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 344064 * nB, P + 56214, P + 56246, B, 32, 16, 16, 0.1, 1e-05, nB * 147456, P + 56278, 32, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 360448 * nB, act + 352256 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
     {
         const T c[3] = {
@@ -445,8 +446,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
     FN(rt_conv2d_forward)(ctx, act + 385024 * nB, act + 376832 * nB, P + 65559, B, 32, 16, 16, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 389120 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 385024 * nB, P + 83991, P + 84055, B, 64, 64, 0.1, 1e-05, nB * 163840);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
 }
 
@@ -467,29 +467,30 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 397312 * nB, act + 368640 * nB, B, 32, 16, 16, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 401408 * nB, act + 393216 * nB, act + 389120 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 397312 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 401408 * nB, act + 393216 * nB, act + 389120 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 385024 * nB, P + 83991, P + 84055, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84119, 64, -1, act + 397312 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 401408 * nB, act + 389120 * nB, act + 385024 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1, P + 83991, P + 84055, buf + 608, buf + 672, 1e-05, nB * 163840, -1, act + 397312 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 393216 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 401408 * nB, P + 120984, P + 121048, B, 64, 64, 0.1, 1e-05, nB * 167936);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 405504 * nB, act + 393216 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 405504 * nB, NULL, act + 393216 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 401408 * nB, P + 120984, P + 121048, B, 64, 8, 8, 0.1, 1e-05, nB * 167936, P + 121112, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 409600 * nB, act + 393216 * nB, act + 401408 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1, P + 120984, P + 121048, buf + 736, buf + 800, 1e-05, nB * 167936, P + 157976, P + 158040, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 409600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 405504 * nB, P + 157976, P + 158040, B, 64, 64, 0.1, 1e-05, nB * 172032);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 413696 * nB, act + 409600 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 413696 * nB, NULL, act + 409600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 405504 * nB, P + 157976, P + 158040, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158104, 64, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 413696 * nB, act + 409600 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
     {
         const T c[3] = {
@@ -501,24 +502,25 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 417792 * nB, 3, xs, c, nB * 4096);
     }
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 421888 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 417792 * nB, P + 194969, P + 195033, B, 64, 64, 0.1, 1e-05, nB * 176128);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 425984 * nB, act + 421888 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 425984 * nB, NULL, act + 421888 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 417792 * nB, P + 194969, P + 195033, B, 64, 8, 8, 0.1, 1e-05, nB * 176128, P + 195097, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 430080 * nB, act + 421888 * nB, act + 417792 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1, P + 194969, P + 195033, buf + 992, buf + 1056, 1e-05, nB * 176128, P + 231961, P + 232025, buf + 1120, buf + 1184, 1e-05, 1, nB * 180224);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 430080 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 425984 * nB, P + 231961, P + 232025, B, 64, 64, 0.1, 1e-05, nB * 180224);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 434176 * nB, act + 430080 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 434176 * nB, NULL, act + 430080 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 425984 * nB, P + 231961, P + 232025, B, 64, 8, 8, 0.1, 1e-05, nB * 180224, P + 232089, 64, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 434176 * nB, act + 430080 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
     {
         const T c[3] = {
@@ -585,13 +587,13 @@ static void FN(backward_1)(Model *m, int B)
         G[194968] += (T)(-1 * (double)dc[2]);
     }
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 434176 * nB, 0, G + 232089, act + 446464 * nB, act + 430080 * nB, P + 232089, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 434176 * nB, 0, G + 232089, act + 446464 * nB, act + 430080 * nB, act + 425984 * nB, fix + 1120, fix + 1184, P + 231961, P + 232025, B, 64, 8, 8, nB * 180224, 4096, P + 232089, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 446464 * nB, 0, G + 231961, G + 232025, act + 434176 * nB, act + 430080 * nB, act + 425984 * nB, fix + 1120, fix + 1184, P + 231961, P + 232025, B, 64, 64, nB * 180224);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 195097, act + 446464 * nB, act + 421888 * nB, P + 195097, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 425984 * nB, 0, G + 195097, act + 446464 * nB, act + 421888 * nB, act + 417792 * nB, fix + 992, fix + 1056, P + 194969, P + 195033, B, 64, 8, 8, nB * 176128, 4096, P + 195097, 64);   /* stage3.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
@@ -612,13 +614,13 @@ static void FN(backward_1)(Model *m, int B)
         G[120983] += (T)(-1 * (double)dc[2]);
     }
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 397312 * nB, 0, G + 158104, act + 421888 * nB, act + 409600 * nB, P + 158104, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 397312 * nB, 0, G + 158104, act + 421888 * nB, act + 409600 * nB, act + 405504 * nB, fix + 864, fix + 928, P + 157976, P + 158040, B, 64, 8, 8, nB * 172032, 4096, P + 158104, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 413696 * nB, 0, G + 157976, G + 158040, act + 397312 * nB, act + 409600 * nB, act + 405504 * nB, fix + 864, fix + 928, P + 157976, P + 158040, B, 64, 64, nB * 172032);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 397312 * nB, 0, G + 121112, act + 413696 * nB, act + 393216 * nB, P + 121112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 397312 * nB, 0, G + 121112, act + 413696 * nB, act + 393216 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, P + 121048, B, 64, 8, 8, nB * 167936, 4096, P + 121112, 64);   /* stage3.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
@@ -636,7 +638,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 393216 * nB, 0, act + 417792 * nB, B, 32, 16, 16, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 401408 * nB, 0, G + 84119, act + 438272 * nB, act + 389120 * nB, P + 84119, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 401408 * nB, 0, G + 84119, act + 438272 * nB, act + 389120 * nB, act + 385024 * nB, fix + 608, fix + 672, P + 83991, P + 84055, B, 64, 8, 8, nB * 163840, 4096, P + 84119, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -675,13 +677,13 @@ static void FN(backward_2)(Model *m, int B)
         G[46933] += (T)(-1 * (double)dc[2]);
     }
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 56278, act + 385024 * nB, act + 352256 * nB, P + 56278, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 360448 * nB, 0, G + 56278, act + 385024 * nB, act + 352256 * nB, act + 344064 * nB, fix + 480, fix + 512, P + 56214, P + 56246, B, 32, 16, 16, nB * 147456, 8192, P + 56278, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 385024 * nB, 0, G + 56214, G + 56246, act + 360448 * nB, act + 352256 * nB, act + 344064 * nB, fix + 480, fix + 512, P + 56214, P + 56246, B, 32, 256, nB * 147456);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 344064 * nB, 0, G + 46998, act + 385024 * nB, act + 335872 * nB, P + 46998, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 344064 * nB, 0, G + 46998, act + 385024 * nB, act + 335872 * nB, act + 327680 * nB, fix + 416, fix + 448, P + 46934, P + 46966, B, 32, 16, 16, nB * 139264, 8192, P + 46998, 32);   /* stage2.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
@@ -702,13 +704,13 @@ static void FN(backward_2)(Model *m, int B)
         G[28372] += (T)(-1 * (double)dc[2]);
     }
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 286720 * nB, 0, G + 37717, act + 335872 * nB, act + 311296 * nB, P + 37717, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 286720 * nB, 0, G + 37717, act + 335872 * nB, act + 311296 * nB, act + 303104 * nB, fix + 352, fix + 384, P + 37653, P + 37685, B, 32, 16, 16, nB * 131072, 8192, P + 37717, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 319488 * nB, 0, G + 37653, G + 37685, act + 286720 * nB, act + 311296 * nB, act + 303104 * nB, fix + 352, fix + 384, P + 37653, P + 37685, B, 32, 256, nB * 131072);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 286720 * nB, 0, G + 28437, act + 319488 * nB, act + 278528 * nB, P + 28437, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 286720 * nB, 0, G + 28437, act + 319488 * nB, act + 278528 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, P + 28405, B, 32, 16, 16, nB * 122880, 8192, P + 28437, 32);   /* stage2.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
@@ -726,7 +728,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 278528 * nB, 0, act + 327680 * nB, B, 16, 32, 32, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 294912 * nB, 0, G + 19156, act + 368640 * nB, act + 270336 * nB, P + 19156, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 294912 * nB, 0, G + 19156, act + 368640 * nB, act + 270336 * nB, act + 262144 * nB, fix + 224, fix + 256, P + 19092, P + 19124, B, 32, 16, 16, nB * 114688, 8192, P + 19156, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -765,13 +767,13 @@ static void FN(backward_3)(Model *m, int B)
         G[9778] += (T)(-1 * (double)dc[2]);
     }
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 212992 * nB, 0, G + 12147, act + 262144 * nB, act + 196608 * nB, P + 12147, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 212992 * nB, 0, G + 12147, act + 262144 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, P + 12115, P + 12131, B, 16, 32, 32, nB * 81920, 16384, P + 12147, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 0, G + 12115, G + 12131, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, P + 12115, P + 12131, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 180224 * nB, 0, G + 9811, act + 262144 * nB, act + 163840 * nB, P + 9811, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 180224 * nB, 0, G + 9811, act + 262144 * nB, act + 163840 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9779, P + 9795, B, 16, 32, 32, nB * 65536, 16384, P + 9811, 16);   /* stage1.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
@@ -792,13 +794,13 @@ static void FN(backward_3)(Model *m, int B)
         G[5105] += (T)(-1 * (double)dc[2]);
     }
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 131072 * nB, 0, G + 7474, act + 163840 * nB, act + 114688 * nB, P + 7474, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 131072 * nB, 0, G + 7474, act + 163840 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7442, P + 7458, B, 16, 32, 32, nB * 49152, 16384, P + 7474, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 163840 * nB, 0, G + 7442, G + 7458, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7442, P + 7458, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5138, act + 163840 * nB, act + 65536 * nB, P + 5138, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 98304 * nB, 0, G + 5138, act + 163840 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, P + 5122, B, 16, 32, 32, nB * 32768, 16384, P + 5138, 16);   /* stage1.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
@@ -814,13 +816,13 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 229376 * nB, NULL, c, 2, nB * 16384);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2801, act + 229376 * nB, act + 49152 * nB, P + 2801, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 65536 * nB, 0, G + 2801, act + 229376 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2769, P + 2785, B, 16, 32, 32, nB * 16384, 16384, P + 2801, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2769, G + 2785, act + 65536 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2769, P + 2785, B, 16, 1024, nB * 16384);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 465, act + 81920 * nB, act + 16384 * nB, P + 465, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 32768 * nB, 0, G + 465, act + 81920 * nB, act + 16384 * nB, act, fix, fix + 16, P + 433, P + 449, B, 16, 32, 32, nB * 0, 16384, P + 465, 16);   /* stage1.step0.grad.relu0 not written by the forward: applied as dw reads it */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */

@@ -260,48 +260,47 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 784, 0.1, 1e-05, nB * 0);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 25088 * nB, NULL, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 145, P + 161, B, 16, 28, 28, 0.1, 1e-05, nB * 0, P + 177, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, act, P + 177, B, 16, 28, 28, 16, 3, 1, 1, P + 145, P + 161, buf, buf + 16, 1e-05, nB * 0, P + 2481, P + 2497, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2481, P + 2497, B, 16, 784, 0.1, 1e-05, nB * 12544);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2481, P + 2497, B, 16, 28, 28, 0.1, 1e-05, nB * 12544, P + 2513, 16, -1, act, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 784, 0.1, 1e-05, nB * 25088);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 75264 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 75264 * nB, NULL, act + 50176 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 62720 * nB, P + 4818, P + 4834, B, 16, 28, 28, 0.1, 1e-05, nB * 25088, P + 4850, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 87808 * nB, act + 50176 * nB, act + 62720 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1, P + 4818, P + 4834, buf + 64, buf + 80, 1e-05, nB * 25088, P + 7154, P + 7170, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7154, P + 7170, B, 16, 784, 0.1, 1e-05, nB * 37632);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 100352 * nB, act + 87808 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 100352 * nB, NULL, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7154, P + 7170, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7186, 16, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 100352 * nB, act + 87808 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
     {
         const T c[3] = {
@@ -313,24 +312,25 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 112896 * nB, 3, xs, c, nB * 12544);
     }
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 784, 0.1, 1e-05, nB * 50176);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 137984 * nB, NULL, act + 125440 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9491, P + 9507, B, 16, 28, 28, 0.1, 1e-05, nB * 50176, P + 9523, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 150528 * nB, act + 125440 * nB, act + 112896 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1, P + 9491, P + 9507, buf + 128, buf + 144, 1e-05, nB * 50176, P + 11827, P + 11843, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11827, P + 11843, B, 16, 784, 0.1, 1e-05, nB * 62720);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 163072 * nB, act + 150528 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 163072 * nB, NULL, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11827, P + 11843, B, 16, 28, 28, 0.1, 1e-05, nB * 62720, P + 11859, 16, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 163072 * nB, act + 150528 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
     {
         const T c[3] = {
@@ -363,8 +363,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 25 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
     FN(rt_conv2d_forward)(ctx, act + 200704 * nB, act + 188160 * nB, P + 14196, B, 16, 28, 28, 32, 3, 2, 1);
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 206976 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 200704 * nB, P + 18804, P + 18836, B, 32, 196, 0.1, 1e-05, nB * 87808);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -373,29 +372,30 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 219520 * nB, act + 175616 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 225792 * nB, act + 213248 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 225792 * nB, act + 213248 * nB, act + 206976 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 200704 * nB, P + 18804, P + 18836, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18868, 32, -1, act + 219520 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 225792 * nB, act + 206976 * nB, act + 200704 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1, P + 18804, P + 18836, buf + 224, buf + 256, 1e-05, nB * 87808, -1, act + 219520 * nB, 1);
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 196, 0.1, 1e-05, nB * 94080);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 232064 * nB, NULL, act + 213248 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 225792 * nB, P + 28085, P + 28117, B, 32, 14, 14, 0.1, 1e-05, nB * 94080, P + 28149, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 238336 * nB, act + 213248 * nB, act + 225792 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1, P + 28085, P + 28117, buf + 288, buf + 320, 1e-05, nB * 94080, P + 37365, P + 37397, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 232064 * nB, P + 37365, P + 37397, B, 32, 196, 0.1, 1e-05, nB * 100352);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 244608 * nB, act + 238336 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 244608 * nB, NULL, act + 238336 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 232064 * nB, P + 37365, P + 37397, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37429, 32, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 244608 * nB, act + 238336 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
     {
         const T c[3] = {
@@ -407,24 +407,25 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 250880 * nB, 3, xs, c, nB * 6272);
     }
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 196, 0.1, 1e-05, nB * 106624);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 263424 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 263424 * nB, NULL, act + 257152 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 250880 * nB, P + 46646, P + 46678, B, 32, 14, 14, 0.1, 1e-05, nB * 106624, P + 46710, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, act + 250880 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1, P + 46646, P + 46678, buf + 416, buf + 448, 1e-05, nB * 106624, P + 55926, P + 55958, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 263424 * nB, P + 55926, P + 55958, B, 32, 196, 0.1, 1e-05, nB * 112896);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 275968 * nB, act + 269696 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 275968 * nB, NULL, act + 269696 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 263424 * nB, P + 55926, P + 55958, B, 32, 14, 14, 0.1, 1e-05, nB * 112896, P + 55990, 32, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 275968 * nB, act + 269696 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
     {
         const T c[3] = {
@@ -445,8 +446,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 47 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
     FN(rt_conv2d_forward)(ctx, act + 294784 * nB, act + 288512 * nB, P + 65271, B, 32, 14, 14, 64, 3, 2, 1);
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 297920 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 294784 * nB, P + 83703, P + 83767, B, 64, 49, 0.1, 1e-05, nB * 125440);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
 }
 
@@ -467,29 +467,30 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 304192 * nB, act + 282240 * nB, B, 32, 14, 14, 64, 2);
     /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 307328 * nB, act + 301056 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 304192 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 307328 * nB, act + 301056 * nB, act + 297920 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 294784 * nB, P + 83703, P + 83767, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83831, 64, -1, act + 304192 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 307328 * nB, act + 297920 * nB, act + 294784 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1, P + 83703, P + 83767, buf + 608, buf + 672, 1e-05, nB * 125440, -1, act + 304192 * nB, 1);
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 301056 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 49, 0.1, 1e-05, nB * 128576);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 310464 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 310464 * nB, NULL, act + 301056 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 307328 * nB, P + 120696, P + 120760, B, 64, 7, 7, 0.1, 1e-05, nB * 128576, P + 120824, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 313600 * nB, act + 301056 * nB, act + 307328 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1, P + 120696, P + 120760, buf + 736, buf + 800, 1e-05, nB * 128576, P + 157688, P + 157752, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 310464 * nB, P + 157688, P + 157752, B, 64, 49, 0.1, 1e-05, nB * 131712);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 316736 * nB, act + 313600 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 316736 * nB, NULL, act + 313600 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 310464 * nB, P + 157688, P + 157752, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157816, 64, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 316736 * nB, act + 313600 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
     {
         const T c[3] = {
@@ -501,24 +502,25 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 319872 * nB, 3, xs, c, nB * 3136);
     }
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 49, 0.1, 1e-05, nB * 134848);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 326144 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 326144 * nB, NULL, act + 323008 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 319872 * nB, P + 194681, P + 194745, B, 64, 7, 7, 0.1, 1e-05, nB * 134848, P + 194809, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 329280 * nB, act + 323008 * nB, act + 319872 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1, P + 194681, P + 194745, buf + 992, buf + 1056, 1e-05, nB * 134848, P + 231673, P + 231737, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 326144 * nB, P + 231673, P + 231737, B, 64, 49, 0.1, 1e-05, nB * 137984);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_forward_mode)(ctx, train, act + 332416 * nB, act + 329280 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 332416 * nB, NULL, act + 329280 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 326144 * nB, P + 231673, P + 231737, B, 64, 7, 7, 0.1, 1e-05, nB * 137984, P + 231801, 64, 0, NULL, 0);
+    else
+        FN(rt_conv2d_forward_mode)(ctx, 0, act + 332416 * nB, act + 329280 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
     {
         const T c[3] = {
@@ -585,13 +587,13 @@ static void FN(backward_1)(Model *m, int B)
         G[194680] += (T)(-1 * (double)dc[2]);
     }
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 332416 * nB, 0, G + 231801, act + 341824 * nB, act + 329280 * nB, P + 231801, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 332416 * nB, 0, G + 231801, act + 341824 * nB, act + 329280 * nB, act + 326144 * nB, fix + 1120, fix + 1184, P + 231673, P + 231737, B, 64, 7, 7, nB * 137984, 3136, P + 231801, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 341824 * nB, 0, G + 231673, G + 231737, act + 332416 * nB, act + 329280 * nB, act + 326144 * nB, fix + 1120, fix + 1184, P + 231673, P + 231737, B, 64, 49, nB * 137984);
     /* 62 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 326144 * nB, 0, G + 194809, act + 341824 * nB, act + 323008 * nB, P + 194809, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 326144 * nB, 0, G + 194809, act + 341824 * nB, act + 323008 * nB, act + 319872 * nB, fix + 992, fix + 1056, P + 194681, P + 194745, B, 64, 7, 7, nB * 134848, 3136, P + 194809, 64);   /* stage3.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 61 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
@@ -612,13 +614,13 @@ static void FN(backward_1)(Model *m, int B)
         G[120695] += (T)(-1 * (double)dc[2]);
     }
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 313600 * nB, P + 157816, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 304192 * nB, 0, G + 157816, act + 323008 * nB, act + 313600 * nB, act + 310464 * nB, fix + 864, fix + 928, P + 157688, P + 157752, B, 64, 7, 7, nB * 131712, 3136, P + 157816, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 316736 * nB, 0, G + 157688, G + 157752, act + 304192 * nB, act + 313600 * nB, act + 310464 * nB, fix + 864, fix + 928, P + 157688, P + 157752, B, 64, 49, nB * 131712);
     /* 55 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 304192 * nB, 0, G + 120824, act + 316736 * nB, act + 301056 * nB, P + 120824, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 304192 * nB, 0, G + 120824, act + 316736 * nB, act + 301056 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, P + 120760, B, 64, 7, 7, nB * 128576, 3136, P + 120824, 64);   /* stage3.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
@@ -636,7 +638,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_backward)(ctx, act + 301056 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 307328 * nB, 0, G + 83831, act + 335552 * nB, act + 297920 * nB, P + 83831, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 307328 * nB, 0, G + 83831, act + 335552 * nB, act + 297920 * nB, act + 294784 * nB, fix + 608, fix + 672, P + 83703, P + 83767, B, 64, 7, 7, nB * 125440, 3136, P + 83831, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 49 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 48 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -675,13 +677,13 @@ static void FN(backward_2)(Model *m, int B)
         G[46645] += (T)(-1 * (double)dc[2]);
     }
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 275968 * nB, 0, G + 55990, act + 294784 * nB, act + 269696 * nB, P + 55990, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 275968 * nB, 0, G + 55990, act + 294784 * nB, act + 269696 * nB, act + 263424 * nB, fix + 480, fix + 512, P + 55926, P + 55958, B, 32, 14, 14, nB * 112896, 6272, P + 55990, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 294784 * nB, 0, G + 55926, G + 55958, act + 275968 * nB, act + 269696 * nB, act + 263424 * nB, fix + 480, fix + 512, P + 55926, P + 55958, B, 32, 196, nB * 112896);
     /* 40 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 263424 * nB, 0, G + 46710, act + 294784 * nB, act + 257152 * nB, P + 46710, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 263424 * nB, 0, G + 46710, act + 294784 * nB, act + 257152 * nB, act + 250880 * nB, fix + 416, fix + 448, P + 46646, P + 46678, B, 32, 14, 14, nB * 106624, 6272, P + 46710, 32);   /* stage2.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 39 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
@@ -702,13 +704,13 @@ static void FN(backward_2)(Model *m, int B)
         G[28084] += (T)(-1 * (double)dc[2]);
     }
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 238336 * nB, P + 37429, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 219520 * nB, 0, G + 37429, act + 257152 * nB, act + 238336 * nB, act + 232064 * nB, fix + 352, fix + 384, P + 37365, P + 37397, B, 32, 14, 14, nB * 100352, 6272, P + 37429, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 244608 * nB, 0, G + 37365, G + 37397, act + 219520 * nB, act + 238336 * nB, act + 232064 * nB, fix + 352, fix + 384, P + 37365, P + 37397, B, 32, 196, nB * 100352);
     /* 33 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 219520 * nB, 0, G + 28149, act + 244608 * nB, act + 213248 * nB, P + 28149, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 219520 * nB, 0, G + 28149, act + 244608 * nB, act + 213248 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, P + 28117, B, 32, 14, 14, nB * 94080, 6272, P + 28149, 32);   /* stage2.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
@@ -726,7 +728,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_backward)(ctx, act + 213248 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 225792 * nB, 0, G + 18868, act + 282240 * nB, act + 206976 * nB, P + 18868, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 225792 * nB, 0, G + 18868, act + 282240 * nB, act + 206976 * nB, act + 200704 * nB, fix + 224, fix + 256, P + 18804, P + 18836, B, 32, 14, 14, nB * 87808, 6272, P + 18868, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 27 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -765,13 +767,13 @@ static void FN(backward_3)(Model *m, int B)
         G[9490] += (T)(-1 * (double)dc[2]);
     }
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 163072 * nB, 0, G + 11859, act + 200704 * nB, act + 150528 * nB, P + 11859, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 163072 * nB, 0, G + 11859, act + 200704 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, P + 11827, P + 11843, B, 16, 28, 28, nB * 62720, 12544, P + 11859, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 200704 * nB, 0, G + 11827, G + 11843, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, P + 11827, P + 11843, B, 16, 784, nB * 62720);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 137984 * nB, 0, G + 9523, act + 200704 * nB, act + 125440 * nB, P + 9523, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 137984 * nB, 0, G + 9523, act + 200704 * nB, act + 125440 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9491, P + 9507, B, 16, 28, 28, nB * 50176, 12544, P + 9523, 16);   /* stage1.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
@@ -792,13 +794,13 @@ static void FN(backward_3)(Model *m, int B)
         G[4817] += (T)(-1 * (double)dc[2]);
     }
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 100352 * nB, 0, G + 7186, act + 125440 * nB, act + 87808 * nB, P + 7186, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 100352 * nB, 0, G + 7186, act + 125440 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7154, P + 7170, B, 16, 28, 28, nB * 37632, 12544, P + 7186, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 125440 * nB, 0, G + 7154, G + 7170, act + 100352 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7154, P + 7170, B, 16, 784, nB * 37632);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 75264 * nB, 0, G + 4850, act + 125440 * nB, act + 50176 * nB, P + 4850, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 75264 * nB, 0, G + 4850, act + 125440 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, P + 4834, B, 16, 28, 28, nB * 25088, 12544, P + 4850, 16);   /* stage1.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
@@ -814,13 +816,13 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 50176 * nB, 0, G + 2513, act + 175616 * nB, act + 37632 * nB, P + 2513, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 50176 * nB, 0, G + 2513, act + 175616 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2481, P + 2497, B, 16, 28, 28, nB * 12544, 12544, P + 2513, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 62720 * nB, 0, G + 2481, G + 2497, act + 50176 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2481, P + 2497, B, 16, 784, nB * 12544);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 25088 * nB, 0, G + 177, act + 62720 * nB, act + 12544 * nB, P + 177, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 25088 * nB, 0, G + 177, act + 62720 * nB, act + 12544 * nB, act, fix, fix + 16, P + 145, P + 161, B, 16, 28, 28, nB * 0, 12544, P + 177, 16);   /* stage1.step0.grad.relu0 not written by the forward: applied as dw reads it */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */

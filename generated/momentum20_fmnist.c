@@ -253,14 +253,13 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.1, 1e-05, nB * 0);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 25088 * nB, NULL, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 28, 28, 0.1, 1e-05, nB * 0, P + 176, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, act, P + 176, B, 16, 28, 28, 16, 3, 1, 1, P + 144, P + 160, buf, buf + 16, 1e-05, nB * 0, P + 2480, P + 2496, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -301,14 +300,13 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 50176 * nB, 2, xs, c, nB * 12544);
     }
     /* 10 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 50176 * nB, P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05, nB * 25088);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 87808 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 87808 * nB, NULL, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 50176 * nB, P + 4816, P + 4832, B, 16, 28, 28, 0.1, 1e-05, nB * 25088, P + 4848, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 100352 * nB, act + 75264 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 4816, P + 4832, buf + 64, buf + 80, 1e-05, nB * 25088, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -345,14 +343,13 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
     }
     /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 112896 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 62720 * nB, P + 9488, P + 9504, B, 16, 784, 0.1, 1e-05, nB * 50176);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 137984 * nB, act + 112896 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 137984 * nB, NULL, act + 112896 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 62720 * nB, P + 9488, P + 9504, B, 16, 28, 28, 0.1, 1e-05, nB * 50176, P + 9520, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 150528 * nB, act + 112896 * nB, act + 62720 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, P + 9488, P + 9504, buf + 128, buf + 144, 1e-05, nB * 50176, P + 11824, P + 11840, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -445,14 +442,13 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
     }
     /* 35 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 188160 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05, nB * 94080);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 36 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 37 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 206976 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 206976 * nB, NULL, act + 188160 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 200704 * nB, P + 28080, P + 28112, B, 32, 14, 14, 0.1, 1e-05, nB * 94080, P + 28144, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 213248 * nB, act + 188160 * nB, act + 200704 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 28080, P + 28112, buf + 288, buf + 320, 1e-05, nB * 94080, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 38 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -489,14 +485,13 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 194432 * nB, 2, xs, c, nB * 6272);
     }
     /* 43 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 219520 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 194432 * nB, P + 46640, P + 46672, B, 32, 196, 0.1, 1e-05, nB * 106624);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 44 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 45 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 232064 * nB, act + 219520 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 232064 * nB, NULL, act + 219520 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 194432 * nB, P + 46640, P + 46672, B, 32, 14, 14, 0.1, 1e-05, nB * 106624, P + 46704, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 238336 * nB, act + 219520 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, P + 46640, P + 46672, buf + 416, buf + 448, 1e-05, nB * 106624, P + 55920, P + 55952, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 46 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -589,14 +584,13 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
     }
     /* 60 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 257152 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05, nB * 128576);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 61 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 62 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 266560 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 266560 * nB, NULL, act + 257152 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 263424 * nB, P + 120688, P + 120752, B, 64, 7, 7, 0.1, 1e-05, nB * 128576, P + 120816, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, act + 263424 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 120688, P + 120752, buf + 736, buf + 800, 1e-05, nB * 128576, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 63 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -633,14 +627,13 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 260288 * nB, 2, xs, c, nB * 3136);
     }
     /* 68 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 272832 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 260288 * nB, P + 194672, P + 194736, B, 64, 49, 0.1, 1e-05, nB * 134848);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 69 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 279104 * nB, act + 272832 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 279104 * nB, NULL, act + 272832 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 260288 * nB, P + 194672, P + 194736, B, 64, 7, 7, 0.1, 1e-05, nB * 134848, P + 194800, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 282240 * nB, act + 272832 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, P + 194672, P + 194736, buf + 992, buf + 1056, 1e-05, nB * 134848, P + 231664, P + 231728, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 71 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -756,7 +749,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 71 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 288512 * nB, 0, G + 231664, G + 231728, act + 275968 * nB, act + 282240 * nB, act + 279104 * nB, fix + 1120, fix + 1184, P + 231664, P + 231728, B, 64, 49, nB * 137984);
     /* 70 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 275968 * nB, 0, G + 194800, act + 288512 * nB, act + 272832 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 275968 * nB, 0, G + 194800, act + 288512 * nB, act + 272832 * nB, act + 260288 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 7, 7, nB * 134848, 3136, P + 194800, 64);   /* stage3.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 69 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
@@ -788,7 +781,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 63 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 272832 * nB, 0, G + 157680, G + 157744, act + 275968 * nB, act + 269696 * nB, act + 266560 * nB, fix + 864, fix + 928, P + 157680, P + 157744, B, 64, 49, nB * 131712);
     /* 62 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 266560 * nB, 0, G + 120816, act + 272832 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 266560 * nB, 0, G + 120816, act + 272832 * nB, act + 257152 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 7, 7, nB * 128576, 3136, P + 120816, 64);   /* stage3.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 61 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
@@ -865,7 +858,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 46 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 250880 * nB, 0, G + 55920, G + 55952, act + 225792 * nB, act + 238336 * nB, act + 232064 * nB, fix + 480, fix + 512, P + 55920, P + 55952, B, 32, 196, nB * 112896);
     /* 45 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 46704, act + 250880 * nB, act + 219520 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 225792 * nB, 0, G + 46704, act + 250880 * nB, act + 219520 * nB, act + 194432 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 14, 14, nB * 106624, 6272, P + 46704, 32);   /* stage2.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 44 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 43 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
@@ -897,7 +890,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 38 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 219520 * nB, 0, G + 37360, G + 37392, act + 225792 * nB, act + 213248 * nB, act + 206976 * nB, fix + 352, fix + 384, P + 37360, P + 37392, B, 32, 196, nB * 100352);
     /* 37 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 206976 * nB, 0, G + 28144, act + 219520 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 206976 * nB, 0, G + 28144, act + 219520 * nB, act + 188160 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 14, 14, nB * 94080, 6272, P + 28144, 32);   /* stage2.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 36 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 35 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
@@ -974,7 +967,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 175616 * nB, 0, G + 11824, G + 11840, act + 125440 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, P + 11824, P + 11840, B, 16, 784, nB * 62720);
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 9520, act + 175616 * nB, act + 112896 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 125440 * nB, 0, G + 9520, act + 175616 * nB, act + 112896 * nB, act + 62720 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 28, 28, nB * 50176, 12544, P + 9520, 16);   /* stage1.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
@@ -1006,7 +999,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 112896 * nB, 0, G + 7152, G + 7168, act + 125440 * nB, act + 100352 * nB, act + 87808 * nB, fix + 96, fix + 112, P + 7152, P + 7168, B, 16, 784, nB * 37632);
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 87808 * nB, 0, G + 4848, act + 112896 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 87808 * nB, 0, G + 4848, act + 112896 * nB, act + 75264 * nB, act + 50176 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 28, 28, nB * 25088, 12544, P + 4848, 16);   /* stage1.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
@@ -1049,7 +1042,7 @@ static void FN(backward_4)(Model *m, int B)
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 50176 * nB, 0, G + 2480, G + 2496, act + 62720 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2480, P + 2496, B, 16, 784, nB * 12544);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 25088 * nB, 0, G + 176, act + 50176 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 25088 * nB, 0, G + 176, act + 50176 * nB, act + 12544 * nB, act, fix, fix + 16, P + 144, P + 160, B, 16, 28, 28, nB * 0, 12544, P + 176, 16);   /* stage1.step0.grad.relu0 not written by the forward: applied as dw reads it */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */

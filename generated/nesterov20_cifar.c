@@ -255,14 +255,13 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05, nB * 0);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 32768 * nB, NULL, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 32, 32, 0.1, 1e-05, nB * 0, P + 464, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -299,14 +298,13 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 65536 * nB, 2, xs, c, nB * 16384);
     }
     /* 10 stage1.step1.grad.bn0 = bn(stage1.y1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 65536 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 114688 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 114688 * nB, NULL, act + 98304 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 65536 * nB, P + 5104, P + 5120, B, 16, 32, 32, 0.1, 1e-05, nB * 32768, P + 5136, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 131072 * nB, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -343,25 +341,23 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
     }
     /* 18 stage1.step2.grad.bn0 = bn(stage1.y2): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 81920 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 81920 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 163840 * nB, NULL, act + 81920 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 32, 32, 0.1, 1e-05, nB * 65536, P + 9808, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 180224 * nB, act + 81920 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 9776, P + 9792, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 147456 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12144, 16, -1, act + 147456 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
@@ -423,14 +419,13 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 245760 * nB, 2, xs, c, nB * 8192);
     }
     /* 34 stage2.step1.grad.bn0 = bn(stage2.y1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 253952 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 245760 * nB, P + 28368, P + 28400, B, 32, 256, 0.1, 1e-05, nB * 122880);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 35 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 270336 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 270336 * nB, NULL, act + 253952 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 245760 * nB, P + 28368, P + 28400, B, 32, 16, 16, 0.1, 1e-05, nB * 122880, P + 28432, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 278528 * nB, act + 253952 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1, P + 28368, P + 28400, buf + 288, buf + 320, 1e-05, nB * 122880, P + 37648, P + 37680, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -467,25 +462,23 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 286720 * nB, 2, xs, c, nB * 8192);
     }
     /* 42 stage2.step2.grad.bn0 = bn(stage2.y2): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 262144 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 286720 * nB, P + 46928, P + 46960, B, 32, 256, 0.1, 1e-05, nB * 139264);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 43 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 44 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 262144 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 294912 * nB, NULL, act + 262144 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 286720 * nB, P + 46928, P + 46960, B, 32, 16, 16, 0.1, 1e-05, nB * 139264, P + 46992, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 303104 * nB, act + 262144 * nB, act + 286720 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1, P + 46928, P + 46960, buf + 416, buf + 448, 1e-05, nB * 139264, P + 56208, P + 56240, buf + 480, buf + 512, 1e-05, 1, nB * 147456);
     /* 45 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 294912 * nB, P + 56208, P + 56240, B, 32, 256, 0.1, 1e-05, nB * 147456);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 286720 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 294912 * nB, P + 56208, P + 56240, B, 32, 16, 16, 0.1, 1e-05, nB * 147456, P + 56272, 32, -1, act + 286720 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 319488 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 286720 * nB, 1);
     /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -547,14 +540,13 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 335872 * nB, 2, xs, c, nB * 4096);
     }
     /* 58 stage3.step1.grad.bn0 = bn(stage3.y1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 339968 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 335872 * nB, P + 120976, P + 121040, B, 64, 64, 0.1, 1e-05, nB * 167936);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 59 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 348160 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 348160 * nB, NULL, act + 339968 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 335872 * nB, P + 120976, P + 121040, B, 64, 8, 8, 0.1, 1e-05, nB * 167936, P + 121104, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 352256 * nB, act + 339968 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1, P + 120976, P + 121040, buf + 736, buf + 800, 1e-05, nB * 167936, P + 157968, P + 158032, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -591,25 +583,23 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 356352 * nB, 2, xs, c, nB * 4096);
     }
     /* 66 stage3.step2.grad.bn0 = bn(stage3.y2): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 344064 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 356352 * nB, P + 194960, P + 195024, B, 64, 64, 0.1, 1e-05, nB * 176128);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 67 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 68 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 344064 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 360448 * nB, NULL, act + 344064 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 356352 * nB, P + 194960, P + 195024, B, 64, 8, 8, 0.1, 1e-05, nB * 176128, P + 195088, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 364544 * nB, act + 344064 * nB, act + 356352 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1, P + 194960, P + 195024, buf + 992, buf + 1056, 1e-05, nB * 176128, P + 231952, P + 232016, buf + 1120, buf + 1184, 1e-05, 1, nB * 180224);
     /* 69 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 360448 * nB, P + 231952, P + 232016, B, 64, 64, 0.1, 1e-05, nB * 180224);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 356352 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 360448 * nB, P + 231952, P + 232016, B, 64, 8, 8, 0.1, 1e-05, nB * 180224, P + 232080, 64, -1, act + 356352 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 372736 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 356352 * nB, 1);
     /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
@@ -670,13 +660,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 368640 * nB, 0, G + 232080, act + 381056 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 368640 * nB, 0, G + 232080, act + 381056 * nB, act + 364544 * nB, act + 360448 * nB, fix + 1120, fix + 1184, P + 231952, P + 232016, B, 64, 8, 8, nB * 180224, 4096, P + 232080, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 69 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 372736 * nB, 0, G + 231952, G + 232016, act + 368640 * nB, act + 364544 * nB, act + 360448 * nB, fix + 1120, fix + 1184, P + 231952, P + 232016, B, 64, 64, nB * 180224);
     /* 68 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 195088, act + 372736 * nB, act + 344064 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 360448 * nB, 0, G + 195088, act + 372736 * nB, act + 344064 * nB, act + 356352 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 8, 8, nB * 176128, 4096, P + 195088, 64);   /* stage3.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 67 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 66 stage3.step2.grad.bn0 = bn(stage3.y2): 64x8x8 -> 64x8x8 */
@@ -700,7 +690,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 364544 * nB, 0, G + 157968, G + 158032, act + 360448 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 64, nB * 172032);
     /* 60 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 348160 * nB, 0, G + 121104, act + 364544 * nB, act + 339968 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 348160 * nB, 0, G + 121104, act + 364544 * nB, act + 339968 * nB, act + 335872 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 8, 8, nB * 167936, 4096, P + 121104, 64);   /* stage3.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 59 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage3.step1.grad.bn0 = bn(stage3.y1): 64x8x8 -> 64x8x8 */
@@ -754,13 +744,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 311296 * nB, 0, G + 56272, act + 348160 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 311296 * nB, 0, G + 56272, act + 348160 * nB, act + 303104 * nB, act + 294912 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 16, 16, nB * 147456, 8192, P + 56272, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 319488 * nB, 0, G + 56208, G + 56240, act + 311296 * nB, act + 303104 * nB, act + 294912 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 256, nB * 147456);
     /* 44 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 46992, act + 319488 * nB, act + 262144 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 294912 * nB, 0, G + 46992, act + 319488 * nB, act + 262144 * nB, act + 286720 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 16, 16, nB * 139264, 8192, P + 46992, 32);   /* stage2.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 43 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 42 stage2.step2.grad.bn0 = bn(stage2.y2): 32x16x16 -> 32x16x16 */
@@ -784,7 +774,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 303104 * nB, 0, G + 37648, G + 37680, act + 294912 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 256, nB * 131072);
     /* 36 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 270336 * nB, 0, G + 28432, act + 303104 * nB, act + 253952 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 270336 * nB, 0, G + 28432, act + 303104 * nB, act + 253952 * nB, act + 245760 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 16, 16, nB * 122880, 8192, P + 28432, 32);   /* stage2.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 35 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn0 = bn(stage2.y1): 32x16x16 -> 32x16x16 */
@@ -838,13 +828,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 270336 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 270336 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 32, 32, nB * 81920, 16384, P + 12144, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 196608 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 81920 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 81920 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 32, 32, nB * 65536, 16384, P + 9808, 16);   /* stage1.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.y2): 16x32x32 -> 16x32x32 */
@@ -868,7 +858,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 180224 * nB, 0, G + 7440, G + 7456, act + 163840 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 114688 * nB, 0, G + 5136, act + 180224 * nB, act + 98304 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 114688 * nB, 0, G + 5136, act + 180224 * nB, act + 98304 * nB, act + 65536 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 32, 32, nB * 32768, 16384, P + 5136, 16);   /* stage1.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.y1): 16x32x32 -> 16x32x32 */
@@ -912,7 +902,7 @@ static void FN(backward_4)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 32, 32, nB * 0, 16384, P + 464, 16);   /* stage1.step0.grad.relu0 not written by the forward: applied as dw reads it */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */

@@ -255,14 +255,13 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 1x28x28 -> 16x28x28 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 1, 28, 28, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 784, 0.1, 1e-05, nB * 0);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 25088 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 25088 * nB, NULL, act + 12544 * nB, fix, fix + 16, buf, buf + 16, act, P + 144, P + 160, B, 16, 28, 28, 0.1, 1e-05, nB * 0, P + 176, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, act, P + 176, B, 16, 28, 28, 16, 3, 1, 1, P + 144, P + 160, buf, buf + 16, 1e-05, nB * 0, P + 2480, P + 2496, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -299,14 +298,13 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 50176 * nB, 2, xs, c, nB * 12544);
     }
     /* 10 stage1.step1.grad.bn0 = bn(stage1.y1): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 50176 * nB, P + 4816, P + 4832, B, 16, 784, 0.1, 1e-05, nB * 25088);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 87808 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 87808 * nB, NULL, act + 75264 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 50176 * nB, P + 4816, P + 4832, B, 16, 28, 28, 0.1, 1e-05, nB * 25088, P + 4848, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 100352 * nB, act + 75264 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 4816, P + 4832, buf + 64, buf + 80, 1e-05, nB * 25088, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -343,25 +341,23 @@ static void FN(forward_1)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 112896 * nB, 2, xs, c, nB * 12544);
     }
     /* 18 stage1.step2.grad.bn0 = bn(stage1.y2): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 62720 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9488, P + 9504, B, 16, 784, 0.1, 1e-05, nB * 50176);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 125440 * nB, act + 62720 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 125440 * nB, NULL, act + 62720 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 112896 * nB, P + 9488, P + 9504, B, 16, 28, 28, 0.1, 1e-05, nB * 50176, P + 9520, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 137984 * nB, act + 62720 * nB, act + 112896 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, P + 9488, P + 9504, buf + 128, buf + 144, 1e-05, nB * 50176, P + 11824, P + 11840, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05, nB * 62720);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, (T)-1, act + 112896 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11824, P + 11840, B, 16, 28, 28, 0.1, 1e-05, nB * 62720, P + 11856, 16, -1, act + 112896 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 163072 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 112896 * nB, 1);
     /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
@@ -423,14 +419,13 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 188160 * nB, 2, xs, c, nB * 6272);
     }
     /* 34 stage2.step1.grad.bn0 = bn(stage2.y1): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 188160 * nB, P + 28080, P + 28112, B, 32, 196, 0.1, 1e-05, nB * 94080);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 35 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 206976 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 206976 * nB, NULL, act + 194432 * nB, fix + 288, fix + 320, buf + 288, buf + 320, act + 188160 * nB, P + 28080, P + 28112, B, 32, 14, 14, 0.1, 1e-05, nB * 94080, P + 28144, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 213248 * nB, act + 194432 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 28080, P + 28112, buf + 288, buf + 320, 1e-05, nB * 94080, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -467,25 +462,23 @@ static void FN(forward_2)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 219520 * nB, 2, xs, c, nB * 6272);
     }
     /* 42 stage2.step2.grad.bn0 = bn(stage2.y2): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 200704 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 219520 * nB, P + 46640, P + 46672, B, 32, 196, 0.1, 1e-05, nB * 106624);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 43 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 44 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 225792 * nB, act + 200704 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 225792 * nB, NULL, act + 200704 * nB, fix + 416, fix + 448, buf + 416, buf + 448, act + 219520 * nB, P + 46640, P + 46672, B, 32, 14, 14, 0.1, 1e-05, nB * 106624, P + 46704, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 232064 * nB, act + 200704 * nB, act + 219520 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, P + 46640, P + 46672, buf + 416, buf + 448, 1e-05, nB * 106624, P + 55920, P + 55952, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 45 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 225792 * nB, P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05, nB * 112896);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, (T)-1, act + 219520 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 225792 * nB, P + 55920, P + 55952, B, 32, 14, 14, 0.1, 1e-05, nB * 112896, P + 55984, 32, -1, act + 219520 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 244608 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 219520 * nB, 1);
     /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
@@ -547,14 +540,13 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 257152 * nB, 2, xs, c, nB * 3136);
     }
     /* 58 stage3.step1.grad.bn0 = bn(stage3.y1): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 260288 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 257152 * nB, P + 120688, P + 120752, B, 64, 49, 0.1, 1e-05, nB * 128576);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 59 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 266560 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 266560 * nB, NULL, act + 260288 * nB, fix + 736, fix + 800, buf + 736, buf + 800, act + 257152 * nB, P + 120688, P + 120752, B, 64, 7, 7, 0.1, 1e-05, nB * 128576, P + 120816, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 269696 * nB, act + 260288 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 120688, P + 120752, buf + 736, buf + 800, 1e-05, nB * 128576, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -591,25 +583,23 @@ static void FN(forward_3)(Model *m, int B, int train)
         FN(rt_sum_forward)(ctx, act + 272832 * nB, 2, xs, c, nB * 3136);
     }
     /* 66 stage3.step2.grad.bn0 = bn(stage3.y2): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 263424 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 272832 * nB, P + 194672, P + 194736, B, 64, 49, 0.1, 1e-05, nB * 134848);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 67 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 68 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 275968 * nB, act + 263424 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 275968 * nB, NULL, act + 263424 * nB, fix + 992, fix + 1056, buf + 992, buf + 1056, act + 272832 * nB, P + 194672, P + 194736, B, 64, 7, 7, 0.1, 1e-05, nB * 134848, P + 194800, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 279104 * nB, act + 263424 * nB, act + 272832 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, P + 194672, P + 194736, buf + 992, buf + 1056, 1e-05, nB * 134848, P + 231664, P + 231728, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 69 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 275968 * nB, P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05, nB * 137984);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, (T)-1, act + 272832 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 275968 * nB, P + 231664, P + 231728, B, 64, 7, 7, 0.1, 1e-05, nB * 137984, P + 231792, 64, -1, act + 272832 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 285376 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 272832 * nB, 1);
     /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
@@ -670,13 +660,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 72 stage3.x3 = sum(stage3.y2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
     /* its terms read its gradient where it is: no copy */
     /* 71 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 282240 * nB, 0, G + 231792, act + 291776 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 282240 * nB, 0, G + 231792, act + 291776 * nB, act + 279104 * nB, act + 275968 * nB, fix + 1120, fix + 1184, P + 231664, P + 231728, B, 64, 7, 7, nB * 137984, 3136, P + 231792, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 70 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 69 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 285376 * nB, 0, G + 231664, G + 231728, act + 282240 * nB, act + 279104 * nB, act + 275968 * nB, fix + 1120, fix + 1184, P + 231664, P + 231728, B, 64, 49, nB * 137984);
     /* 68 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 275968 * nB, 0, G + 194800, act + 285376 * nB, act + 263424 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 275968 * nB, 0, G + 194800, act + 285376 * nB, act + 263424 * nB, act + 272832 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 7, 7, nB * 134848, 3136, P + 194800, 64);   /* stage3.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 67 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 66 stage3.step2.grad.bn0 = bn(stage3.y2): 64x7x7 -> 64x7x7 */
@@ -700,7 +690,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_backward)(ctx, act + 279104 * nB, 0, G + 157680, G + 157744, act + 275968 * nB, act + 269696 * nB, act + 266560 * nB, fix + 864, fix + 928, P + 157680, P + 157744, B, 64, 49, nB * 131712);
     /* 60 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 266560 * nB, 0, G + 120816, act + 279104 * nB, act + 260288 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 266560 * nB, 0, G + 120816, act + 279104 * nB, act + 260288 * nB, act + 257152 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 7, 7, nB * 128576, 3136, P + 120816, 64);   /* stage3.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 59 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage3.step1.grad.bn0 = bn(stage3.y1): 64x7x7 -> 64x7x7 */
@@ -754,13 +744,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 48 stage2.x3 = sum(stage2.y2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
     /* its terms read its gradient where it is: no copy */
     /* 47 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 238336 * nB, 0, G + 55984, act + 266560 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 238336 * nB, 0, G + 55984, act + 266560 * nB, act + 232064 * nB, act + 225792 * nB, fix + 480, fix + 512, P + 55920, P + 55952, B, 32, 14, 14, nB * 112896, 6272, P + 55984, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 46 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 45 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 244608 * nB, 0, G + 55920, G + 55952, act + 238336 * nB, act + 232064 * nB, act + 225792 * nB, fix + 480, fix + 512, P + 55920, P + 55952, B, 32, 196, nB * 112896);
     /* 44 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 46704, act + 244608 * nB, act + 200704 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 225792 * nB, 0, G + 46704, act + 244608 * nB, act + 200704 * nB, act + 219520 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 14, 14, nB * 106624, 6272, P + 46704, 32);   /* stage2.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 43 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 42 stage2.step2.grad.bn0 = bn(stage2.y2): 32x14x14 -> 32x14x14 */
@@ -784,7 +774,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_backward)(ctx, act + 232064 * nB, 0, G + 37360, G + 37392, act + 225792 * nB, act + 213248 * nB, act + 206976 * nB, fix + 352, fix + 384, P + 37360, P + 37392, B, 32, 196, nB * 100352);
     /* 36 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 206976 * nB, 0, G + 28144, act + 232064 * nB, act + 194432 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 206976 * nB, 0, G + 28144, act + 232064 * nB, act + 194432 * nB, act + 188160 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 14, 14, nB * 94080, 6272, P + 28144, 32);   /* stage2.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 35 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn0 = bn(stage2.y1): 32x14x14 -> 32x14x14 */
@@ -838,13 +828,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 24 stage1.x3 = sum(stage1.y2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
     /* its terms read its gradient where it is: no copy */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 150528 * nB, 0, G + 11856, act + 206976 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 150528 * nB, 0, G + 11856, act + 206976 * nB, act + 137984 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11824, P + 11840, B, 16, 28, 28, nB * 62720, 12544, P + 11856, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 163072 * nB, 0, G + 11824, G + 11840, act + 150528 * nB, act + 137984 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11824, P + 11840, B, 16, 784, nB * 62720);
     /* 20 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 9520, act + 163072 * nB, act + 62720 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 125440 * nB, 0, G + 9520, act + 163072 * nB, act + 62720 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 28, 28, nB * 50176, 12544, P + 9520, 16);   /* stage1.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.y2): 16x28x28 -> 16x28x28 */
@@ -868,7 +858,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_backward)(ctx, act + 137984 * nB, 0, G + 7152, G + 7168, act + 125440 * nB, act + 100352 * nB, act + 87808 * nB, fix + 96, fix + 112, P + 7152, P + 7168, B, 16, 784, nB * 37632);
     /* 12 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 87808 * nB, 0, G + 4848, act + 137984 * nB, act + 75264 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 87808 * nB, 0, G + 4848, act + 137984 * nB, act + 75264 * nB, act + 50176 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 28, 28, nB * 25088, 12544, P + 4848, 16);   /* stage1.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.y1): 16x28x28 -> 16x28x28 */
@@ -912,7 +902,7 @@ static void FN(backward_4)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 25088 * nB, 0, G + 176, act + 62720 * nB, act + 12544 * nB, P + 176, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 25088 * nB, 0, G + 176, act + 62720 * nB, act + 12544 * nB, act, fix, fix + 16, P + 144, P + 160, B, 16, 28, 28, nB * 0, 12544, P + 176, 16);   /* stage1.step0.grad.relu0 not written by the forward: applied as dw reads it */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x28x28 -> 16x28x28 */

@@ -732,80 +732,73 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05, nB * 0);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 32768 * nB, NULL, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 32, 32, 0.1, 1e-05, nB * 0, P + 464, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2800, 16, -1, act, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 98304 * nB, NULL, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 32, 32, 0.1, 1e-05, nB * 32768, P + 5136, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, act + 81920 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 81920 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, -1, act + 81920 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 81920 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 163840 * nB, NULL, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 32, 32, 0.1, 1e-05, nB * 65536, P + 9808, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 9776, P + 9792, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 147456 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12144, 16, -1, act + 147456 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -822,85 +815,78 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 229376 * nB, NULL, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 32, 32, 0.1, 1e-05, nB * 98304, P + 14480, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 245760 * nB, act + 196608 * nB, act + 212992 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1, P + 14448, P + 14464, buf + 192, buf + 208, 1e-05, nB * 98304, P + 16784, P + 16800, buf + 224, buf + 240, 1e-05, 1, nB * 114688);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 229376 * nB, P + 16784, P + 16800, B, 16, 1024, 0.1, 1e-05, nB * 114688);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 278528 * nB, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 212992 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 278528 * nB, act + 262144 * nB, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 229376 * nB, P + 16784, P + 16800, B, 16, 32, 32, 0.1, 1e-05, nB * 114688, P + 16816, 16, -1, act + 212992 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 278528 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 212992 * nB, 1);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 262144 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.1, 1e-05, nB * 131072);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 294912 * nB, NULL, act + 262144 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 32, 32, 0.1, 1e-05, nB * 131072, P + 19152, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 311296 * nB, act + 262144 * nB, act + 278528 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1, P + 19120, P + 19136, buf + 256, buf + 272, 1e-05, nB * 131072, P + 21456, P + 21472, buf + 288, buf + 304, 1e-05, 1, nB * 147456);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 294912 * nB, P + 21456, P + 21472, B, 16, 1024, 0.1, 1e-05, nB * 147456);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 278528 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 294912 * nB, P + 21456, P + 21472, B, 16, 32, 32, 0.1, 1e-05, nB * 147456, P + 21488, 16, -1, act + 278528 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 278528 * nB, 1);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 327680 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.1, 1e-05, nB * 163840);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 360448 * nB, NULL, act + 327680 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 32, 32, 0.1, 1e-05, nB * 163840, P + 23824, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 376832 * nB, act + 327680 * nB, act + 344064 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1, P + 23792, P + 23808, buf + 320, buf + 336, 1e-05, nB * 163840, P + 26128, P + 26144, buf + 352, buf + 368, 1e-05, 1, nB * 180224);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 360448 * nB, P + 26128, P + 26144, B, 16, 1024, 0.1, 1e-05, nB * 180224);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 409600 * nB, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 344064 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 409600 * nB, act + 393216 * nB, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 360448 * nB, P + 26128, P + 26144, B, 16, 32, 32, 0.1, 1e-05, nB * 180224, P + 26160, 16, -1, act + 344064 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 409600 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 344064 * nB, 1);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 393216 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.1, 1e-05, nB * 196608);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 425984 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 425984 * nB, NULL, act + 393216 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 32, 32, 0.1, 1e-05, nB * 196608, P + 28496, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 442368 * nB, act + 393216 * nB, act + 409600 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1, P + 28464, P + 28480, buf + 384, buf + 400, 1e-05, nB * 196608, P + 30800, P + 30816, buf + 416, buf + 432, 1e-05, 1, nB * 212992);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 425984 * nB, P + 30800, P + 30816, B, 16, 1024, 0.1, 1e-05, nB * 212992);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -917,87 +903,80 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 475136 * nB, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 409600 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 475136 * nB, act + 458752 * nB, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 425984 * nB, P + 30800, P + 30816, B, 16, 32, 32, 0.1, 1e-05, nB * 212992, P + 30832, 16, -1, act + 409600 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 475136 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 409600 * nB, 1);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 458752 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.1, 1e-05, nB * 229376);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 491520 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 491520 * nB, NULL, act + 458752 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 32, 32, 0.1, 1e-05, nB * 229376, P + 33168, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 507904 * nB, act + 458752 * nB, act + 475136 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1, P + 33136, P + 33152, buf + 448, buf + 464, 1e-05, nB * 229376, P + 35472, P + 35488, buf + 480, buf + 496, 1e-05, 1, nB * 245760);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 491520 * nB, P + 35472, P + 35488, B, 16, 1024, 0.1, 1e-05, nB * 245760);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 540672 * nB, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 475136 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 540672 * nB, act + 524288 * nB, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 491520 * nB, P + 35472, P + 35488, B, 16, 32, 32, 0.1, 1e-05, nB * 245760, P + 35504, 16, -1, act + 475136 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 540672 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 475136 * nB, 1);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 524288 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.1, 1e-05, nB * 262144);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 557056 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 557056 * nB, NULL, act + 524288 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 32, 32, 0.1, 1e-05, nB * 262144, P + 37840, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 573440 * nB, act + 524288 * nB, act + 540672 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1, P + 37808, P + 37824, buf + 512, buf + 528, 1e-05, nB * 262144, P + 40144, P + 40160, buf + 544, buf + 560, 1e-05, 1, nB * 278528);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 557056 * nB, P + 40144, P + 40160, B, 16, 1024, 0.1, 1e-05, nB * 278528);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 606208 * nB, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 540672 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 606208 * nB, act + 589824 * nB, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 557056 * nB, P + 40144, P + 40160, B, 16, 32, 32, 0.1, 1e-05, nB * 278528, P + 40176, 16, -1, act + 540672 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 606208 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 540672 * nB, 1);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 589824 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 1024, 0.1, 1e-05, nB * 294912);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 622592 * nB, act + 589824 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 622592 * nB, NULL, act + 589824 * nB, fix + 576, fix + 592, buf + 576, buf + 592, act + 606208 * nB, P + 42480, P + 42496, B, 16, 32, 32, 0.1, 1e-05, nB * 294912, P + 42512, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 638976 * nB, act + 589824 * nB, act + 606208 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1, P + 42480, P + 42496, buf + 576, buf + 592, 1e-05, nB * 294912, P + 44816, P + 44832, buf + 608, buf + 624, 1e-05, 1, nB * 311296);
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 638976 * nB, fix + 608, fix + 624, buf + 608, buf + 624, act + 622592 * nB, P + 44816, P + 44832, B, 16, 1024, 0.1, 1e-05, nB * 311296);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 671744 * nB, act + 655360 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 606208 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 671744 * nB, act + 655360 * nB, act + 638976 * nB, fix + 608, fix + 624, buf + 608, buf + 624, act + 622592 * nB, P + 44816, P + 44832, B, 16, 32, 32, 0.1, 1e-05, nB * 311296, P + 44848, 16, -1, act + 606208 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 671744 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 606208 * nB, 1);
     /* 71 stage1.x10 = sum(stage1.x9, stage1.step9.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 72 stage1.step10.grad.bn0 = bn(stage1.x10): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 655360 * nB, fix + 640, fix + 656, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 1024, 0.1, 1e-05, nB * 327680);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
 }
 
@@ -1014,85 +993,78 @@ static void FN(forward_4)(Model *m, int B, int train)
     /* 73 stage1.step10.grad.relu0 = relu(stage1.step10.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 688128 * nB, act + 655360 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 688128 * nB, NULL, act + 655360 * nB, fix + 640, fix + 656, buf + 640, buf + 656, act + 671744 * nB, P + 47152, P + 47168, B, 16, 32, 32, 0.1, 1e-05, nB * 327680, P + 47184, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 704512 * nB, act + 655360 * nB, act + 671744 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1, P + 47152, P + 47168, buf + 640, buf + 656, 1e-05, nB * 327680, P + 49488, P + 49504, buf + 672, buf + 688, 1e-05, 1, nB * 344064);
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 704512 * nB, fix + 672, fix + 688, buf + 672, buf + 688, act + 688128 * nB, P + 49488, P + 49504, B, 16, 1024, 0.1, 1e-05, nB * 344064);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 737280 * nB, act + 720896 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 671744 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 737280 * nB, act + 720896 * nB, act + 704512 * nB, fix + 672, fix + 688, buf + 672, buf + 688, act + 688128 * nB, P + 49488, P + 49504, B, 16, 32, 32, 0.1, 1e-05, nB * 344064, P + 49520, 16, -1, act + 671744 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 737280 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 671744 * nB, 1);
     /* 78 stage1.x11 = sum(stage1.x10, stage1.step10.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.x11): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 720896 * nB, fix + 704, fix + 720, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 1024, 0.1, 1e-05, nB * 360448);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 753664 * nB, act + 720896 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 753664 * nB, NULL, act + 720896 * nB, fix + 704, fix + 720, buf + 704, buf + 720, act + 737280 * nB, P + 51824, P + 51840, B, 16, 32, 32, 0.1, 1e-05, nB * 360448, P + 51856, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 770048 * nB, act + 720896 * nB, act + 737280 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1, P + 51824, P + 51840, buf + 704, buf + 720, 1e-05, nB * 360448, P + 54160, P + 54176, buf + 736, buf + 752, 1e-05, 1, nB * 376832);
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 770048 * nB, fix + 736, fix + 752, buf + 736, buf + 752, act + 753664 * nB, P + 54160, P + 54176, B, 16, 1024, 0.1, 1e-05, nB * 376832);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 802816 * nB, act + 786432 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 737280 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 802816 * nB, act + 786432 * nB, act + 770048 * nB, fix + 736, fix + 752, buf + 736, buf + 752, act + 753664 * nB, P + 54160, P + 54176, B, 16, 32, 32, 0.1, 1e-05, nB * 376832, P + 54192, 16, -1, act + 737280 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 802816 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 737280 * nB, 1);
     /* 85 stage1.x12 = sum(stage1.x11, stage1.step11.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.x12): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 786432 * nB, fix + 768, fix + 784, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 1024, 0.1, 1e-05, nB * 393216);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 819200 * nB, act + 786432 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 819200 * nB, NULL, act + 786432 * nB, fix + 768, fix + 784, buf + 768, buf + 784, act + 802816 * nB, P + 56496, P + 56512, B, 16, 32, 32, 0.1, 1e-05, nB * 393216, P + 56528, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 835584 * nB, act + 786432 * nB, act + 802816 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1, P + 56496, P + 56512, buf + 768, buf + 784, 1e-05, nB * 393216, P + 58832, P + 58848, buf + 800, buf + 816, 1e-05, 1, nB * 409600);
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 835584 * nB, fix + 800, fix + 816, buf + 800, buf + 816, act + 819200 * nB, P + 58832, P + 58848, B, 16, 1024, 0.1, 1e-05, nB * 409600);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 868352 * nB, act + 851968 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 802816 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 868352 * nB, act + 851968 * nB, act + 835584 * nB, fix + 800, fix + 816, buf + 800, buf + 816, act + 819200 * nB, P + 58832, P + 58848, B, 16, 32, 32, 0.1, 1e-05, nB * 409600, P + 58864, 16, -1, act + 802816 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 868352 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 802816 * nB, 1);
     /* 92 stage1.x13 = sum(stage1.x12, stage1.step12.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.x13): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 851968 * nB, fix + 832, fix + 848, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 1024, 0.1, 1e-05, nB * 425984);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 851968 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 884736 * nB, NULL, act + 851968 * nB, fix + 832, fix + 848, buf + 832, buf + 848, act + 868352 * nB, P + 61168, P + 61184, B, 16, 32, 32, 0.1, 1e-05, nB * 425984, P + 61200, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 901120 * nB, act + 851968 * nB, act + 868352 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1, P + 61168, P + 61184, buf + 832, buf + 848, 1e-05, nB * 425984, P + 63504, P + 63520, buf + 864, buf + 880, 1e-05, 1, nB * 442368);
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 901120 * nB, fix + 864, fix + 880, buf + 864, buf + 880, act + 884736 * nB, P + 63504, P + 63520, B, 16, 1024, 0.1, 1e-05, nB * 442368);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
 }
 
@@ -1109,80 +1081,74 @@ static void FN(forward_5)(Model *m, int B, int train)
     /* 97 stage1.step13.grad.relu1 = relu(stage1.step13.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 933888 * nB, act + 917504 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 868352 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 933888 * nB, act + 917504 * nB, act + 901120 * nB, fix + 864, fix + 880, buf + 864, buf + 880, act + 884736 * nB, P + 63504, P + 63520, B, 16, 32, 32, 0.1, 1e-05, nB * 442368, P + 63536, 16, -1, act + 868352 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 933888 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 868352 * nB, 1);
     /* 99 stage1.x14 = sum(stage1.x13, stage1.step13.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.x14): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 917504 * nB, fix + 896, fix + 912, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 1024, 0.1, 1e-05, nB * 458752);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 950272 * nB, act + 917504 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 950272 * nB, NULL, act + 917504 * nB, fix + 896, fix + 912, buf + 896, buf + 912, act + 933888 * nB, P + 65840, P + 65856, B, 16, 32, 32, 0.1, 1e-05, nB * 458752, P + 65872, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 966656 * nB, act + 917504 * nB, act + 933888 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1, P + 65840, P + 65856, buf + 896, buf + 912, 1e-05, nB * 458752, P + 68176, P + 68192, buf + 928, buf + 944, 1e-05, 1, nB * 475136);
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 966656 * nB, fix + 928, fix + 944, buf + 928, buf + 944, act + 950272 * nB, P + 68176, P + 68192, B, 16, 1024, 0.1, 1e-05, nB * 475136);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 999424 * nB, act + 983040 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 933888 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 999424 * nB, act + 983040 * nB, act + 966656 * nB, fix + 928, fix + 944, buf + 928, buf + 944, act + 950272 * nB, P + 68176, P + 68192, B, 16, 32, 32, 0.1, 1e-05, nB * 475136, P + 68208, 16, -1, act + 933888 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 999424 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 933888 * nB, 1);
     /* 106 stage1.x15 = sum(stage1.x14, stage1.step14.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.x15): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 983040 * nB, fix + 960, fix + 976, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 1024, 0.1, 1e-05, nB * 491520);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1015808 * nB, act + 983040 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1015808 * nB, NULL, act + 983040 * nB, fix + 960, fix + 976, buf + 960, buf + 976, act + 999424 * nB, P + 70512, P + 70528, B, 16, 32, 32, 0.1, 1e-05, nB * 491520, P + 70544, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1032192 * nB, act + 983040 * nB, act + 999424 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1, P + 70512, P + 70528, buf + 960, buf + 976, 1e-05, nB * 491520, P + 72848, P + 72864, buf + 992, buf + 1008, 1e-05, 1, nB * 507904);
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1032192 * nB, fix + 992, fix + 1008, buf + 992, buf + 1008, act + 1015808 * nB, P + 72848, P + 72864, B, 16, 1024, 0.1, 1e-05, nB * 507904);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1064960 * nB, act + 1048576 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 999424 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1064960 * nB, act + 1048576 * nB, act + 1032192 * nB, fix + 992, fix + 1008, buf + 992, buf + 1008, act + 1015808 * nB, P + 72848, P + 72864, B, 16, 32, 32, 0.1, 1e-05, nB * 507904, P + 72880, 16, -1, act + 999424 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1064960 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 999424 * nB, 1);
     /* 113 stage1.x16 = sum(stage1.x15, stage1.step15.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 114 stage1.step16.grad.bn0 = bn(stage1.x16): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1048576 * nB, fix + 1024, fix + 1040, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 1024, 0.1, 1e-05, nB * 524288);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 115 stage1.step16.grad.relu0 = relu(stage1.step16.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 116 stage1.step16.grad.conv0 = conv(stage1.step16.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1081344 * nB, act + 1048576 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1081344 * nB, NULL, act + 1048576 * nB, fix + 1024, fix + 1040, buf + 1024, buf + 1040, act + 1064960 * nB, P + 75184, P + 75200, B, 16, 32, 32, 0.1, 1e-05, nB * 524288, P + 75216, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1097728 * nB, act + 1048576 * nB, act + 1064960 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1, P + 75184, P + 75200, buf + 1024, buf + 1040, 1e-05, nB * 524288, P + 77520, P + 77536, buf + 1056, buf + 1072, 1e-05, 1, nB * 540672);
     /* 117 stage1.step16.grad.bn1 = bn(stage1.step16.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1097728 * nB, fix + 1056, fix + 1072, buf + 1056, buf + 1072, act + 1081344 * nB, P + 77520, P + 77536, B, 16, 1024, 0.1, 1e-05, nB * 540672);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 118 stage1.step16.grad.relu1 = relu(stage1.step16.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 119 stage1.step16.grad.conv1 = conv(stage1.step16.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1130496 * nB, act + 1114112 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 1064960 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1130496 * nB, act + 1114112 * nB, act + 1097728 * nB, fix + 1056, fix + 1072, buf + 1056, buf + 1072, act + 1081344 * nB, P + 77520, P + 77536, B, 16, 32, 32, 0.1, 1e-05, nB * 540672, P + 77552, 16, -1, act + 1064960 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1130496 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 1064960 * nB, 1);
     /* 120 stage1.x17 = sum(stage1.x16, stage1.step16.grad.conv1): 16x32x32 -> 16x32x32 */
@@ -1200,25 +1166,23 @@ static void FN(forward_6)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 121 stage1.step17.grad.bn0 = bn(stage1.x17): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1114112 * nB, fix + 1088, fix + 1104, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 1024, 0.1, 1e-05, nB * 557056);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 122 stage1.step17.grad.relu0 = relu(stage1.step17.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 123 stage1.step17.grad.conv0 = conv(stage1.step17.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1146880 * nB, act + 1114112 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1146880 * nB, NULL, act + 1114112 * nB, fix + 1088, fix + 1104, buf + 1088, buf + 1104, act + 1130496 * nB, P + 79856, P + 79872, B, 16, 32, 32, 0.1, 1e-05, nB * 557056, P + 79888, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1163264 * nB, act + 1114112 * nB, act + 1130496 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1, P + 79856, P + 79872, buf + 1088, buf + 1104, 1e-05, nB * 557056, P + 82192, P + 82208, buf + 1120, buf + 1136, 1e-05, 1, nB * 573440);
     /* 124 stage1.step17.grad.bn1 = bn(stage1.step17.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1163264 * nB, fix + 1120, fix + 1136, buf + 1120, buf + 1136, act + 1146880 * nB, P + 82192, P + 82208, B, 16, 1024, 0.1, 1e-05, nB * 573440);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 125 stage1.step17.grad.relu1 = relu(stage1.step17.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 126 stage1.step17.grad.conv1 = conv(stage1.step17.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1196032 * nB, act + 1179648 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 1130496 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1196032 * nB, act + 1179648 * nB, act + 1163264 * nB, fix + 1120, fix + 1136, buf + 1120, buf + 1136, act + 1146880 * nB, P + 82192, P + 82208, B, 16, 32, 32, 0.1, 1e-05, nB * 573440, P + 82224, 16, -1, act + 1130496 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1196032 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 1130496 * nB, 1);
     /* 127 stage1.x18 = sum(stage1.x17, stage1.step17.grad.conv1): 16x32x32 -> 16x32x32 */
@@ -1233,8 +1197,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 130 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
     FN(rt_conv2d_forward)(ctx, act + 1212416 * nB, act + 1179648 * nB, P + 84560, B, 16, 32, 32, 32, 3, 2, 1);
     /* 131 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1220608 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 1212416 * nB, P + 89168, P + 89200, B, 32, 256, 0.1, 1e-05, nB * 606208);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 132 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -1243,37 +1206,34 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 134 stage2.shortcut0 = pad(stage1.x18): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 1236992 * nB, act + 1196032 * nB, B, 16, 32, 32, 32, 2);
     /* 135 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1245184 * nB, act + 1228800 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1236992 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1245184 * nB, act + 1228800 * nB, act + 1220608 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 1212416 * nB, P + 89168, P + 89200, B, 32, 16, 16, 0.1, 1e-05, nB * 606208, P + 89232, 32, -1, act + 1236992 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 1245184 * nB, act + 1220608 * nB, act + 1212416 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1, P + 89168, P + 89200, buf + 1184, buf + 1216, 1e-05, nB * 606208, -1, act + 1236992 * nB, 1);
     /* 136 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1228800 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 256, 0.1, 1e-05, nB * 614400);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 137 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 138 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1236992 * nB, act + 1228800 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1236992 * nB, NULL, act + 1228800 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 1245184 * nB, P + 98448, P + 98480, B, 32, 16, 16, 0.1, 1e-05, nB * 614400, P + 98512, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1253376 * nB, act + 1228800 * nB, act + 1245184 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1, P + 98448, P + 98480, buf + 1248, buf + 1280, 1e-05, nB * 614400, P + 107728, P + 107760, buf + 1312, buf + 1344, 1e-05, 1, nB * 622592);
     /* 139 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1253376 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 1236992 * nB, P + 107728, P + 107760, B, 32, 256, 0.1, 1e-05, nB * 622592);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 140 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 141 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1269760 * nB, act + 1261568 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1245184 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1269760 * nB, act + 1261568 * nB, act + 1253376 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 1236992 * nB, P + 107728, P + 107760, B, 32, 16, 16, 0.1, 1e-05, nB * 622592, P + 107792, 32, -1, act + 1245184 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1269760 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1245184 * nB, 1);
     /* 142 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 143 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1261568 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 256, 0.1, 1e-05, nB * 630784);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 144 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -1290,85 +1250,78 @@ static void FN(forward_7)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 145 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1277952 * nB, act + 1261568 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1277952 * nB, NULL, act + 1261568 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 1269760 * nB, P + 117008, P + 117040, B, 32, 16, 16, 0.1, 1e-05, nB * 630784, P + 117072, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1286144 * nB, act + 1261568 * nB, act + 1269760 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1, P + 117008, P + 117040, buf + 1376, buf + 1408, 1e-05, nB * 630784, P + 126288, P + 126320, buf + 1440, buf + 1472, 1e-05, 1, nB * 638976);
     /* 146 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1286144 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 1277952 * nB, P + 126288, P + 126320, B, 32, 256, 0.1, 1e-05, nB * 638976);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 147 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 148 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1302528 * nB, act + 1294336 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1269760 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1302528 * nB, act + 1294336 * nB, act + 1286144 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 1277952 * nB, P + 126288, P + 126320, B, 32, 16, 16, 0.1, 1e-05, nB * 638976, P + 126352, 32, -1, act + 1269760 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1302528 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1269760 * nB, 1);
     /* 149 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 150 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1294336 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 256, 0.1, 1e-05, nB * 647168);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 151 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 152 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1310720 * nB, act + 1294336 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1310720 * nB, NULL, act + 1294336 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 1302528 * nB, P + 135568, P + 135600, B, 32, 16, 16, 0.1, 1e-05, nB * 647168, P + 135632, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1318912 * nB, act + 1294336 * nB, act + 1302528 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1, P + 135568, P + 135600, buf + 1504, buf + 1536, 1e-05, nB * 647168, P + 144848, P + 144880, buf + 1568, buf + 1600, 1e-05, 1, nB * 655360);
     /* 153 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1318912 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 1310720 * nB, P + 144848, P + 144880, B, 32, 256, 0.1, 1e-05, nB * 655360);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 154 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 155 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1335296 * nB, act + 1327104 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1302528 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1335296 * nB, act + 1327104 * nB, act + 1318912 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 1310720 * nB, P + 144848, P + 144880, B, 32, 16, 16, 0.1, 1e-05, nB * 655360, P + 144912, 32, -1, act + 1302528 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1335296 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1302528 * nB, 1);
     /* 156 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 157 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1327104 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 256, 0.1, 1e-05, nB * 663552);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 158 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 159 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1343488 * nB, act + 1327104 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1343488 * nB, NULL, act + 1327104 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 1335296 * nB, P + 154128, P + 154160, B, 32, 16, 16, 0.1, 1e-05, nB * 663552, P + 154192, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1351680 * nB, act + 1327104 * nB, act + 1335296 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1, P + 154128, P + 154160, buf + 1632, buf + 1664, 1e-05, nB * 663552, P + 163408, P + 163440, buf + 1696, buf + 1728, 1e-05, 1, nB * 671744);
     /* 160 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1351680 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 1343488 * nB, P + 163408, P + 163440, B, 32, 256, 0.1, 1e-05, nB * 671744);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 161 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 162 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1368064 * nB, act + 1359872 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1335296 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1368064 * nB, act + 1359872 * nB, act + 1351680 * nB, fix + 1696, fix + 1728, buf + 1696, buf + 1728, act + 1343488 * nB, P + 163408, P + 163440, B, 32, 16, 16, 0.1, 1e-05, nB * 671744, P + 163472, 32, -1, act + 1335296 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1368064 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1335296 * nB, 1);
     /* 163 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 164 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1359872 * nB, fix + 1760, fix + 1792, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 256, 0.1, 1e-05, nB * 679936);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 165 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 166 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1376256 * nB, act + 1359872 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1376256 * nB, NULL, act + 1359872 * nB, fix + 1760, fix + 1792, buf + 1760, buf + 1792, act + 1368064 * nB, P + 172688, P + 172720, B, 32, 16, 16, 0.1, 1e-05, nB * 679936, P + 172752, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1384448 * nB, act + 1359872 * nB, act + 1368064 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1, P + 172688, P + 172720, buf + 1760, buf + 1792, 1e-05, nB * 679936, P + 181968, P + 182000, buf + 1824, buf + 1856, 1e-05, 1, nB * 688128);
     /* 167 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1384448 * nB, fix + 1824, fix + 1856, buf + 1824, buf + 1856, act + 1376256 * nB, P + 181968, P + 182000, B, 32, 256, 0.1, 1e-05, nB * 688128);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 168 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -1385,87 +1338,80 @@ static void FN(forward_8)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 169 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1400832 * nB, act + 1392640 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1368064 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1400832 * nB, act + 1392640 * nB, act + 1384448 * nB, fix + 1824, fix + 1856, buf + 1824, buf + 1856, act + 1376256 * nB, P + 181968, P + 182000, B, 32, 16, 16, 0.1, 1e-05, nB * 688128, P + 182032, 32, -1, act + 1368064 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1400832 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1368064 * nB, 1);
     /* 170 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 171 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1392640 * nB, fix + 1888, fix + 1920, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 256, 0.1, 1e-05, nB * 696320);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 172 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 173 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1409024 * nB, act + 1392640 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1409024 * nB, NULL, act + 1392640 * nB, fix + 1888, fix + 1920, buf + 1888, buf + 1920, act + 1400832 * nB, P + 191248, P + 191280, B, 32, 16, 16, 0.1, 1e-05, nB * 696320, P + 191312, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1417216 * nB, act + 1392640 * nB, act + 1400832 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1, P + 191248, P + 191280, buf + 1888, buf + 1920, 1e-05, nB * 696320, P + 200528, P + 200560, buf + 1952, buf + 1984, 1e-05, 1, nB * 704512);
     /* 174 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1417216 * nB, fix + 1952, fix + 1984, buf + 1952, buf + 1984, act + 1409024 * nB, P + 200528, P + 200560, B, 32, 256, 0.1, 1e-05, nB * 704512);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 175 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 176 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1433600 * nB, act + 1425408 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1400832 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1433600 * nB, act + 1425408 * nB, act + 1417216 * nB, fix + 1952, fix + 1984, buf + 1952, buf + 1984, act + 1409024 * nB, P + 200528, P + 200560, B, 32, 16, 16, 0.1, 1e-05, nB * 704512, P + 200592, 32, -1, act + 1400832 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1433600 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1400832 * nB, 1);
     /* 177 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 178 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1425408 * nB, fix + 2016, fix + 2048, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 256, 0.1, 1e-05, nB * 712704);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 179 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 180 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1441792 * nB, act + 1425408 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1441792 * nB, NULL, act + 1425408 * nB, fix + 2016, fix + 2048, buf + 2016, buf + 2048, act + 1433600 * nB, P + 209808, P + 209840, B, 32, 16, 16, 0.1, 1e-05, nB * 712704, P + 209872, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1449984 * nB, act + 1425408 * nB, act + 1433600 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1, P + 209808, P + 209840, buf + 2016, buf + 2048, 1e-05, nB * 712704, P + 219088, P + 219120, buf + 2080, buf + 2112, 1e-05, 1, nB * 720896);
     /* 181 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1449984 * nB, fix + 2080, fix + 2112, buf + 2080, buf + 2112, act + 1441792 * nB, P + 219088, P + 219120, B, 32, 256, 0.1, 1e-05, nB * 720896);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 182 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 183 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1466368 * nB, act + 1458176 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1433600 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1466368 * nB, act + 1458176 * nB, act + 1449984 * nB, fix + 2080, fix + 2112, buf + 2080, buf + 2112, act + 1441792 * nB, P + 219088, P + 219120, B, 32, 16, 16, 0.1, 1e-05, nB * 720896, P + 219152, 32, -1, act + 1433600 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1466368 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1433600 * nB, 1);
     /* 184 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 185 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1458176 * nB, fix + 2144, fix + 2176, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 256, 0.1, 1e-05, nB * 729088);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 186 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 187 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1474560 * nB, act + 1458176 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1474560 * nB, NULL, act + 1458176 * nB, fix + 2144, fix + 2176, buf + 2144, buf + 2176, act + 1466368 * nB, P + 228368, P + 228400, B, 32, 16, 16, 0.1, 1e-05, nB * 729088, P + 228432, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1482752 * nB, act + 1458176 * nB, act + 1466368 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1, P + 228368, P + 228400, buf + 2144, buf + 2176, 1e-05, nB * 729088, P + 237648, P + 237680, buf + 2208, buf + 2240, 1e-05, 1, nB * 737280);
     /* 188 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1482752 * nB, fix + 2208, fix + 2240, buf + 2208, buf + 2240, act + 1474560 * nB, P + 237648, P + 237680, B, 32, 256, 0.1, 1e-05, nB * 737280);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 189 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 190 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1499136 * nB, act + 1490944 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1466368 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1499136 * nB, act + 1490944 * nB, act + 1482752 * nB, fix + 2208, fix + 2240, buf + 2208, buf + 2240, act + 1474560 * nB, P + 237648, P + 237680, B, 32, 16, 16, 0.1, 1e-05, nB * 737280, P + 237712, 32, -1, act + 1466368 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1499136 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1466368 * nB, 1);
     /* 191 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 192 stage2.step9.grad.bn0 = bn(stage2.x9): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1490944 * nB, fix + 2272, fix + 2304, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 256, 0.1, 1e-05, nB * 745472);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
 }
 
@@ -1482,85 +1428,78 @@ static void FN(forward_9)(Model *m, int B, int train)
     /* 193 stage2.step9.grad.relu0 = relu(stage2.step9.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 194 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1507328 * nB, act + 1490944 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1507328 * nB, NULL, act + 1490944 * nB, fix + 2272, fix + 2304, buf + 2272, buf + 2304, act + 1499136 * nB, P + 246928, P + 246960, B, 32, 16, 16, 0.1, 1e-05, nB * 745472, P + 246992, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1515520 * nB, act + 1490944 * nB, act + 1499136 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1, P + 246928, P + 246960, buf + 2272, buf + 2304, 1e-05, nB * 745472, P + 256208, P + 256240, buf + 2336, buf + 2368, 1e-05, 1, nB * 753664);
     /* 195 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1515520 * nB, fix + 2336, fix + 2368, buf + 2336, buf + 2368, act + 1507328 * nB, P + 256208, P + 256240, B, 32, 256, 0.1, 1e-05, nB * 753664);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 196 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 197 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1531904 * nB, act + 1523712 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1499136 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1531904 * nB, act + 1523712 * nB, act + 1515520 * nB, fix + 2336, fix + 2368, buf + 2336, buf + 2368, act + 1507328 * nB, P + 256208, P + 256240, B, 32, 16, 16, 0.1, 1e-05, nB * 753664, P + 256272, 32, -1, act + 1499136 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1531904 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1499136 * nB, 1);
     /* 198 stage2.x10 = sum(stage2.x9, stage2.step9.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 199 stage2.step10.grad.bn0 = bn(stage2.x10): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1523712 * nB, fix + 2400, fix + 2432, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 256, 0.1, 1e-05, nB * 761856);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 200 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 201 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1540096 * nB, act + 1523712 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1540096 * nB, NULL, act + 1523712 * nB, fix + 2400, fix + 2432, buf + 2400, buf + 2432, act + 1531904 * nB, P + 265488, P + 265520, B, 32, 16, 16, 0.1, 1e-05, nB * 761856, P + 265552, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1548288 * nB, act + 1523712 * nB, act + 1531904 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1, P + 265488, P + 265520, buf + 2400, buf + 2432, 1e-05, nB * 761856, P + 274768, P + 274800, buf + 2464, buf + 2496, 1e-05, 1, nB * 770048);
     /* 202 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1548288 * nB, fix + 2464, fix + 2496, buf + 2464, buf + 2496, act + 1540096 * nB, P + 274768, P + 274800, B, 32, 256, 0.1, 1e-05, nB * 770048);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 203 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 204 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1564672 * nB, act + 1556480 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1531904 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1564672 * nB, act + 1556480 * nB, act + 1548288 * nB, fix + 2464, fix + 2496, buf + 2464, buf + 2496, act + 1540096 * nB, P + 274768, P + 274800, B, 32, 16, 16, 0.1, 1e-05, nB * 770048, P + 274832, 32, -1, act + 1531904 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1564672 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1531904 * nB, 1);
     /* 205 stage2.x11 = sum(stage2.x10, stage2.step10.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 206 stage2.step11.grad.bn0 = bn(stage2.x11): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1556480 * nB, fix + 2528, fix + 2560, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 256, 0.1, 1e-05, nB * 778240);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 207 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 208 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1572864 * nB, act + 1556480 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1572864 * nB, NULL, act + 1556480 * nB, fix + 2528, fix + 2560, buf + 2528, buf + 2560, act + 1564672 * nB, P + 284048, P + 284080, B, 32, 16, 16, 0.1, 1e-05, nB * 778240, P + 284112, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1581056 * nB, act + 1556480 * nB, act + 1564672 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1, P + 284048, P + 284080, buf + 2528, buf + 2560, 1e-05, nB * 778240, P + 293328, P + 293360, buf + 2592, buf + 2624, 1e-05, 1, nB * 786432);
     /* 209 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1581056 * nB, fix + 2592, fix + 2624, buf + 2592, buf + 2624, act + 1572864 * nB, P + 293328, P + 293360, B, 32, 256, 0.1, 1e-05, nB * 786432);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 210 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 211 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1597440 * nB, act + 1589248 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1564672 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1597440 * nB, act + 1589248 * nB, act + 1581056 * nB, fix + 2592, fix + 2624, buf + 2592, buf + 2624, act + 1572864 * nB, P + 293328, P + 293360, B, 32, 16, 16, 0.1, 1e-05, nB * 786432, P + 293392, 32, -1, act + 1564672 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1597440 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1564672 * nB, 1);
     /* 212 stage2.x12 = sum(stage2.x11, stage2.step11.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 213 stage2.step12.grad.bn0 = bn(stage2.x12): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1589248 * nB, fix + 2656, fix + 2688, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 256, 0.1, 1e-05, nB * 794624);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 214 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 215 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1605632 * nB, act + 1589248 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1605632 * nB, NULL, act + 1589248 * nB, fix + 2656, fix + 2688, buf + 2656, buf + 2688, act + 1597440 * nB, P + 302608, P + 302640, B, 32, 16, 16, 0.1, 1e-05, nB * 794624, P + 302672, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1613824 * nB, act + 1589248 * nB, act + 1597440 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1, P + 302608, P + 302640, buf + 2656, buf + 2688, 1e-05, nB * 794624, P + 311888, P + 311920, buf + 2720, buf + 2752, 1e-05, 1, nB * 802816);
     /* 216 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1613824 * nB, fix + 2720, fix + 2752, buf + 2720, buf + 2752, act + 1605632 * nB, P + 311888, P + 311920, B, 32, 256, 0.1, 1e-05, nB * 802816);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
 }
 
@@ -1577,80 +1516,74 @@ static void FN(forward_10)(Model *m, int B, int train)
     /* 217 stage2.step12.grad.relu1 = relu(stage2.step12.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 218 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1630208 * nB, act + 1622016 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1597440 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1630208 * nB, act + 1622016 * nB, act + 1613824 * nB, fix + 2720, fix + 2752, buf + 2720, buf + 2752, act + 1605632 * nB, P + 311888, P + 311920, B, 32, 16, 16, 0.1, 1e-05, nB * 802816, P + 311952, 32, -1, act + 1597440 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1630208 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1597440 * nB, 1);
     /* 219 stage2.x13 = sum(stage2.x12, stage2.step12.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 220 stage2.step13.grad.bn0 = bn(stage2.x13): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1622016 * nB, fix + 2784, fix + 2816, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 256, 0.1, 1e-05, nB * 811008);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 221 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 222 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1638400 * nB, act + 1622016 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1638400 * nB, NULL, act + 1622016 * nB, fix + 2784, fix + 2816, buf + 2784, buf + 2816, act + 1630208 * nB, P + 321168, P + 321200, B, 32, 16, 16, 0.1, 1e-05, nB * 811008, P + 321232, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1646592 * nB, act + 1622016 * nB, act + 1630208 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1, P + 321168, P + 321200, buf + 2784, buf + 2816, 1e-05, nB * 811008, P + 330448, P + 330480, buf + 2848, buf + 2880, 1e-05, 1, nB * 819200);
     /* 223 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1646592 * nB, fix + 2848, fix + 2880, buf + 2848, buf + 2880, act + 1638400 * nB, P + 330448, P + 330480, B, 32, 256, 0.1, 1e-05, nB * 819200);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 224 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 225 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1662976 * nB, act + 1654784 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1630208 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1662976 * nB, act + 1654784 * nB, act + 1646592 * nB, fix + 2848, fix + 2880, buf + 2848, buf + 2880, act + 1638400 * nB, P + 330448, P + 330480, B, 32, 16, 16, 0.1, 1e-05, nB * 819200, P + 330512, 32, -1, act + 1630208 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1662976 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1630208 * nB, 1);
     /* 226 stage2.x14 = sum(stage2.x13, stage2.step13.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 227 stage2.step14.grad.bn0 = bn(stage2.x14): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1654784 * nB, fix + 2912, fix + 2944, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 256, 0.1, 1e-05, nB * 827392);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 228 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 229 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1671168 * nB, act + 1654784 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1671168 * nB, NULL, act + 1654784 * nB, fix + 2912, fix + 2944, buf + 2912, buf + 2944, act + 1662976 * nB, P + 339728, P + 339760, B, 32, 16, 16, 0.1, 1e-05, nB * 827392, P + 339792, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1679360 * nB, act + 1654784 * nB, act + 1662976 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1, P + 339728, P + 339760, buf + 2912, buf + 2944, 1e-05, nB * 827392, P + 349008, P + 349040, buf + 2976, buf + 3008, 1e-05, 1, nB * 835584);
     /* 230 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1679360 * nB, fix + 2976, fix + 3008, buf + 2976, buf + 3008, act + 1671168 * nB, P + 349008, P + 349040, B, 32, 256, 0.1, 1e-05, nB * 835584);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 231 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 232 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1695744 * nB, act + 1687552 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1662976 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1695744 * nB, act + 1687552 * nB, act + 1679360 * nB, fix + 2976, fix + 3008, buf + 2976, buf + 3008, act + 1671168 * nB, P + 349008, P + 349040, B, 32, 16, 16, 0.1, 1e-05, nB * 835584, P + 349072, 32, -1, act + 1662976 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1695744 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1662976 * nB, 1);
     /* 233 stage2.x15 = sum(stage2.x14, stage2.step14.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 234 stage2.step15.grad.bn0 = bn(stage2.x15): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1687552 * nB, fix + 3040, fix + 3072, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 256, 0.1, 1e-05, nB * 843776);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 235 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 236 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1703936 * nB, act + 1687552 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1703936 * nB, NULL, act + 1687552 * nB, fix + 3040, fix + 3072, buf + 3040, buf + 3072, act + 1695744 * nB, P + 358288, P + 358320, B, 32, 16, 16, 0.1, 1e-05, nB * 843776, P + 358352, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1712128 * nB, act + 1687552 * nB, act + 1695744 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1, P + 358288, P + 358320, buf + 3040, buf + 3072, 1e-05, nB * 843776, P + 367568, P + 367600, buf + 3104, buf + 3136, 1e-05, 1, nB * 851968);
     /* 237 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1712128 * nB, fix + 3104, fix + 3136, buf + 3104, buf + 3136, act + 1703936 * nB, P + 367568, P + 367600, B, 32, 256, 0.1, 1e-05, nB * 851968);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 238 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 239 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1728512 * nB, act + 1720320 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1695744 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1728512 * nB, act + 1720320 * nB, act + 1712128 * nB, fix + 3104, fix + 3136, buf + 3104, buf + 3136, act + 1703936 * nB, P + 367568, P + 367600, B, 32, 16, 16, 0.1, 1e-05, nB * 851968, P + 367632, 32, -1, act + 1695744 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1728512 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1695744 * nB, 1);
     /* 240 stage2.x16 = sum(stage2.x15, stage2.step15.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -1668,49 +1601,45 @@ static void FN(forward_11)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 241 stage2.step16.grad.bn0 = bn(stage2.x16): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1720320 * nB, fix + 3168, fix + 3200, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 256, 0.1, 1e-05, nB * 860160);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 242 stage2.step16.grad.relu0 = relu(stage2.step16.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 243 stage2.step16.grad.conv0 = conv(stage2.step16.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1736704 * nB, act + 1720320 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1736704 * nB, NULL, act + 1720320 * nB, fix + 3168, fix + 3200, buf + 3168, buf + 3200, act + 1728512 * nB, P + 376848, P + 376880, B, 32, 16, 16, 0.1, 1e-05, nB * 860160, P + 376912, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1744896 * nB, act + 1720320 * nB, act + 1728512 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1, P + 376848, P + 376880, buf + 3168, buf + 3200, 1e-05, nB * 860160, P + 386128, P + 386160, buf + 3232, buf + 3264, 1e-05, 1, nB * 868352);
     /* 244 stage2.step16.grad.bn1 = bn(stage2.step16.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1744896 * nB, fix + 3232, fix + 3264, buf + 3232, buf + 3264, act + 1736704 * nB, P + 386128, P + 386160, B, 32, 256, 0.1, 1e-05, nB * 868352);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 245 stage2.step16.grad.relu1 = relu(stage2.step16.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 246 stage2.step16.grad.conv1 = conv(stage2.step16.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1761280 * nB, act + 1753088 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1728512 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1761280 * nB, act + 1753088 * nB, act + 1744896 * nB, fix + 3232, fix + 3264, buf + 3232, buf + 3264, act + 1736704 * nB, P + 386128, P + 386160, B, 32, 16, 16, 0.1, 1e-05, nB * 868352, P + 386192, 32, -1, act + 1728512 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1761280 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1728512 * nB, 1);
     /* 247 stage2.x17 = sum(stage2.x16, stage2.step16.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 248 stage2.step17.grad.bn0 = bn(stage2.x17): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1753088 * nB, fix + 3296, fix + 3328, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 256, 0.1, 1e-05, nB * 876544);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 249 stage2.step17.grad.relu0 = relu(stage2.step17.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 250 stage2.step17.grad.conv0 = conv(stage2.step17.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1769472 * nB, act + 1753088 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1769472 * nB, NULL, act + 1753088 * nB, fix + 3296, fix + 3328, buf + 3296, buf + 3328, act + 1761280 * nB, P + 395408, P + 395440, B, 32, 16, 16, 0.1, 1e-05, nB * 876544, P + 395472, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1777664 * nB, act + 1753088 * nB, act + 1761280 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1, P + 395408, P + 395440, buf + 3296, buf + 3328, 1e-05, nB * 876544, P + 404688, P + 404720, buf + 3360, buf + 3392, 1e-05, 1, nB * 884736);
     /* 251 stage2.step17.grad.bn1 = bn(stage2.step17.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1777664 * nB, fix + 3360, fix + 3392, buf + 3360, buf + 3392, act + 1769472 * nB, P + 404688, P + 404720, B, 32, 256, 0.1, 1e-05, nB * 884736);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 252 stage2.step17.grad.relu1 = relu(stage2.step17.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 253 stage2.step17.grad.conv1 = conv(stage2.step17.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1794048 * nB, act + 1785856 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 1761280 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1794048 * nB, act + 1785856 * nB, act + 1777664 * nB, fix + 3360, fix + 3392, buf + 3360, buf + 3392, act + 1769472 * nB, P + 404688, P + 404720, B, 32, 16, 16, 0.1, 1e-05, nB * 884736, P + 404752, 32, -1, act + 1761280 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1794048 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 1761280 * nB, 1);
     /* 254 stage2.x18 = sum(stage2.x17, stage2.step17.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -1725,8 +1654,7 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 257 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
     FN(rt_conv2d_forward)(ctx, act + 1802240 * nB, act + 1785856 * nB, P + 414032, B, 32, 16, 16, 64, 3, 2, 1);
     /* 258 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1806336 * nB, fix + 3488, fix + 3552, buf + 3488, buf + 3552, act + 1802240 * nB, P + 432464, P + 432528, B, 64, 64, 0.1, 1e-05, nB * 901120);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 259 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -1735,13 +1663,12 @@ static void FN(forward_11)(Model *m, int B, int train)
     /* 261 stage3.shortcut0 = pad(stage2.x18): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 1814528 * nB, act + 1794048 * nB, B, 32, 16, 16, 64, 2);
     /* 262 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1818624 * nB, act + 1810432 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1814528 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1818624 * nB, act + 1810432 * nB, act + 1806336 * nB, fix + 3488, fix + 3552, buf + 3488, buf + 3552, act + 1802240 * nB, P + 432464, P + 432528, B, 64, 8, 8, 0.1, 1e-05, nB * 901120, P + 432592, 64, -1, act + 1814528 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 1818624 * nB, act + 1806336 * nB, act + 1802240 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1, P + 432464, P + 432528, buf + 3488, buf + 3552, 1e-05, nB * 901120, -1, act + 1814528 * nB, 1);
     /* 263 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1810432 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 64, 0.1, 1e-05, nB * 905216);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 264 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -1758,85 +1685,78 @@ static void FN(forward_12)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 265 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1814528 * nB, act + 1810432 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1814528 * nB, NULL, act + 1810432 * nB, fix + 3616, fix + 3680, buf + 3616, buf + 3680, act + 1818624 * nB, P + 469456, P + 469520, B, 64, 8, 8, 0.1, 1e-05, nB * 905216, P + 469584, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1822720 * nB, act + 1810432 * nB, act + 1818624 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1, P + 469456, P + 469520, buf + 3616, buf + 3680, 1e-05, nB * 905216, P + 506448, P + 506512, buf + 3744, buf + 3808, 1e-05, 1, nB * 909312);
     /* 266 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1822720 * nB, fix + 3744, fix + 3808, buf + 3744, buf + 3808, act + 1814528 * nB, P + 506448, P + 506512, B, 64, 64, 0.1, 1e-05, nB * 909312);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 267 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 268 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1830912 * nB, act + 1826816 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1818624 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1830912 * nB, act + 1826816 * nB, act + 1822720 * nB, fix + 3744, fix + 3808, buf + 3744, buf + 3808, act + 1814528 * nB, P + 506448, P + 506512, B, 64, 8, 8, 0.1, 1e-05, nB * 909312, P + 506576, 64, -1, act + 1818624 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1830912 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1818624 * nB, 1);
     /* 269 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 270 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1826816 * nB, fix + 3872, fix + 3936, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 64, 0.1, 1e-05, nB * 913408);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 271 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 272 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1835008 * nB, act + 1826816 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1835008 * nB, NULL, act + 1826816 * nB, fix + 3872, fix + 3936, buf + 3872, buf + 3936, act + 1830912 * nB, P + 543440, P + 543504, B, 64, 8, 8, 0.1, 1e-05, nB * 913408, P + 543568, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1839104 * nB, act + 1826816 * nB, act + 1830912 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1, P + 543440, P + 543504, buf + 3872, buf + 3936, 1e-05, nB * 913408, P + 580432, P + 580496, buf + 4000, buf + 4064, 1e-05, 1, nB * 917504);
     /* 273 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1839104 * nB, fix + 4000, fix + 4064, buf + 4000, buf + 4064, act + 1835008 * nB, P + 580432, P + 580496, B, 64, 64, 0.1, 1e-05, nB * 917504);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 274 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 275 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1847296 * nB, act + 1843200 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1830912 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1847296 * nB, act + 1843200 * nB, act + 1839104 * nB, fix + 4000, fix + 4064, buf + 4000, buf + 4064, act + 1835008 * nB, P + 580432, P + 580496, B, 64, 8, 8, 0.1, 1e-05, nB * 917504, P + 580560, 64, -1, act + 1830912 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1847296 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1830912 * nB, 1);
     /* 276 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 277 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1843200 * nB, fix + 4128, fix + 4192, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 64, 0.1, 1e-05, nB * 921600);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 278 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 279 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1851392 * nB, act + 1843200 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1851392 * nB, NULL, act + 1843200 * nB, fix + 4128, fix + 4192, buf + 4128, buf + 4192, act + 1847296 * nB, P + 617424, P + 617488, B, 64, 8, 8, 0.1, 1e-05, nB * 921600, P + 617552, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1855488 * nB, act + 1843200 * nB, act + 1847296 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1, P + 617424, P + 617488, buf + 4128, buf + 4192, 1e-05, nB * 921600, P + 654416, P + 654480, buf + 4256, buf + 4320, 1e-05, 1, nB * 925696);
     /* 280 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1855488 * nB, fix + 4256, fix + 4320, buf + 4256, buf + 4320, act + 1851392 * nB, P + 654416, P + 654480, B, 64, 64, 0.1, 1e-05, nB * 925696);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 281 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 282 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1863680 * nB, act + 1859584 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1847296 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1863680 * nB, act + 1859584 * nB, act + 1855488 * nB, fix + 4256, fix + 4320, buf + 4256, buf + 4320, act + 1851392 * nB, P + 654416, P + 654480, B, 64, 8, 8, 0.1, 1e-05, nB * 925696, P + 654544, 64, -1, act + 1847296 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1863680 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1847296 * nB, 1);
     /* 283 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 284 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1859584 * nB, fix + 4384, fix + 4448, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 64, 0.1, 1e-05, nB * 929792);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 285 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 286 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1867776 * nB, act + 1859584 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1867776 * nB, NULL, act + 1859584 * nB, fix + 4384, fix + 4448, buf + 4384, buf + 4448, act + 1863680 * nB, P + 691408, P + 691472, B, 64, 8, 8, 0.1, 1e-05, nB * 929792, P + 691536, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1871872 * nB, act + 1859584 * nB, act + 1863680 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1, P + 691408, P + 691472, buf + 4384, buf + 4448, 1e-05, nB * 929792, P + 728400, P + 728464, buf + 4512, buf + 4576, 1e-05, 1, nB * 933888);
     /* 287 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1871872 * nB, fix + 4512, fix + 4576, buf + 4512, buf + 4576, act + 1867776 * nB, P + 728400, P + 728464, B, 64, 64, 0.1, 1e-05, nB * 933888);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 288 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -1853,87 +1773,80 @@ static void FN(forward_13)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 289 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1880064 * nB, act + 1875968 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1863680 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1880064 * nB, act + 1875968 * nB, act + 1871872 * nB, fix + 4512, fix + 4576, buf + 4512, buf + 4576, act + 1867776 * nB, P + 728400, P + 728464, B, 64, 8, 8, 0.1, 1e-05, nB * 933888, P + 728528, 64, -1, act + 1863680 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1880064 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1863680 * nB, 1);
     /* 290 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 291 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1875968 * nB, fix + 4640, fix + 4704, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 64, 0.1, 1e-05, nB * 937984);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 292 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 293 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1884160 * nB, act + 1875968 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1884160 * nB, NULL, act + 1875968 * nB, fix + 4640, fix + 4704, buf + 4640, buf + 4704, act + 1880064 * nB, P + 765392, P + 765456, B, 64, 8, 8, 0.1, 1e-05, nB * 937984, P + 765520, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1888256 * nB, act + 1875968 * nB, act + 1880064 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1, P + 765392, P + 765456, buf + 4640, buf + 4704, 1e-05, nB * 937984, P + 802384, P + 802448, buf + 4768, buf + 4832, 1e-05, 1, nB * 942080);
     /* 294 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1888256 * nB, fix + 4768, fix + 4832, buf + 4768, buf + 4832, act + 1884160 * nB, P + 802384, P + 802448, B, 64, 64, 0.1, 1e-05, nB * 942080);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 295 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 296 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1896448 * nB, act + 1892352 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1880064 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1896448 * nB, act + 1892352 * nB, act + 1888256 * nB, fix + 4768, fix + 4832, buf + 4768, buf + 4832, act + 1884160 * nB, P + 802384, P + 802448, B, 64, 8, 8, 0.1, 1e-05, nB * 942080, P + 802512, 64, -1, act + 1880064 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1896448 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1880064 * nB, 1);
     /* 297 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 298 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1892352 * nB, fix + 4896, fix + 4960, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 64, 0.1, 1e-05, nB * 946176);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 299 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 300 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1900544 * nB, act + 1892352 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1900544 * nB, NULL, act + 1892352 * nB, fix + 4896, fix + 4960, buf + 4896, buf + 4960, act + 1896448 * nB, P + 839376, P + 839440, B, 64, 8, 8, 0.1, 1e-05, nB * 946176, P + 839504, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1904640 * nB, act + 1892352 * nB, act + 1896448 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1, P + 839376, P + 839440, buf + 4896, buf + 4960, 1e-05, nB * 946176, P + 876368, P + 876432, buf + 5024, buf + 5088, 1e-05, 1, nB * 950272);
     /* 301 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1904640 * nB, fix + 5024, fix + 5088, buf + 5024, buf + 5088, act + 1900544 * nB, P + 876368, P + 876432, B, 64, 64, 0.1, 1e-05, nB * 950272);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 302 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 303 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1912832 * nB, act + 1908736 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1896448 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1912832 * nB, act + 1908736 * nB, act + 1904640 * nB, fix + 5024, fix + 5088, buf + 5024, buf + 5088, act + 1900544 * nB, P + 876368, P + 876432, B, 64, 8, 8, 0.1, 1e-05, nB * 950272, P + 876496, 64, -1, act + 1896448 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1912832 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1896448 * nB, 1);
     /* 304 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 305 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1908736 * nB, fix + 5152, fix + 5216, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 64, 0.1, 1e-05, nB * 954368);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 306 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 307 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1916928 * nB, act + 1908736 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1916928 * nB, NULL, act + 1908736 * nB, fix + 5152, fix + 5216, buf + 5152, buf + 5216, act + 1912832 * nB, P + 913360, P + 913424, B, 64, 8, 8, 0.1, 1e-05, nB * 954368, P + 913488, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1921024 * nB, act + 1908736 * nB, act + 1912832 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1, P + 913360, P + 913424, buf + 5152, buf + 5216, 1e-05, nB * 954368, P + 950352, P + 950416, buf + 5280, buf + 5344, 1e-05, 1, nB * 958464);
     /* 308 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1921024 * nB, fix + 5280, fix + 5344, buf + 5280, buf + 5344, act + 1916928 * nB, P + 950352, P + 950416, B, 64, 64, 0.1, 1e-05, nB * 958464);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 309 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 310 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1929216 * nB, act + 1925120 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1912832 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1929216 * nB, act + 1925120 * nB, act + 1921024 * nB, fix + 5280, fix + 5344, buf + 5280, buf + 5344, act + 1916928 * nB, P + 950352, P + 950416, B, 64, 8, 8, 0.1, 1e-05, nB * 958464, P + 950480, 64, -1, act + 1912832 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1929216 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1912832 * nB, 1);
     /* 311 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 312 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1925120 * nB, fix + 5408, fix + 5472, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 64, 0.1, 1e-05, nB * 962560);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
 }
 
@@ -1950,85 +1863,78 @@ static void FN(forward_14)(Model *m, int B, int train)
     /* 313 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 314 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1933312 * nB, act + 1925120 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1933312 * nB, NULL, act + 1925120 * nB, fix + 5408, fix + 5472, buf + 5408, buf + 5472, act + 1929216 * nB, P + 987344, P + 987408, B, 64, 8, 8, 0.1, 1e-05, nB * 962560, P + 987472, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1937408 * nB, act + 1925120 * nB, act + 1929216 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1, P + 987344, P + 987408, buf + 5408, buf + 5472, 1e-05, nB * 962560, P + 1024336, P + 1024400, buf + 5536, buf + 5600, 1e-05, 1, nB * 966656);
     /* 315 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1937408 * nB, fix + 5536, fix + 5600, buf + 5536, buf + 5600, act + 1933312 * nB, P + 1024336, P + 1024400, B, 64, 64, 0.1, 1e-05, nB * 966656);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 316 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 317 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1945600 * nB, act + 1941504 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1929216 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1945600 * nB, act + 1941504 * nB, act + 1937408 * nB, fix + 5536, fix + 5600, buf + 5536, buf + 5600, act + 1933312 * nB, P + 1024336, P + 1024400, B, 64, 8, 8, 0.1, 1e-05, nB * 966656, P + 1024464, 64, -1, act + 1929216 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1945600 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1929216 * nB, 1);
     /* 318 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 319 stage3.step9.grad.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1941504 * nB, fix + 5664, fix + 5728, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 64, 0.1, 1e-05, nB * 970752);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 320 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 321 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1949696 * nB, act + 1941504 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1949696 * nB, NULL, act + 1941504 * nB, fix + 5664, fix + 5728, buf + 5664, buf + 5728, act + 1945600 * nB, P + 1061328, P + 1061392, B, 64, 8, 8, 0.1, 1e-05, nB * 970752, P + 1061456, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1953792 * nB, act + 1941504 * nB, act + 1945600 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1, P + 1061328, P + 1061392, buf + 5664, buf + 5728, 1e-05, nB * 970752, P + 1098320, P + 1098384, buf + 5792, buf + 5856, 1e-05, 1, nB * 974848);
     /* 322 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1953792 * nB, fix + 5792, fix + 5856, buf + 5792, buf + 5856, act + 1949696 * nB, P + 1098320, P + 1098384, B, 64, 64, 0.1, 1e-05, nB * 974848);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 323 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 324 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1961984 * nB, act + 1957888 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1945600 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1961984 * nB, act + 1957888 * nB, act + 1953792 * nB, fix + 5792, fix + 5856, buf + 5792, buf + 5856, act + 1949696 * nB, P + 1098320, P + 1098384, B, 64, 8, 8, 0.1, 1e-05, nB * 974848, P + 1098448, 64, -1, act + 1945600 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1961984 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1945600 * nB, 1);
     /* 325 stage3.x10 = sum(stage3.x9, stage3.step9.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 326 stage3.step10.grad.bn0 = bn(stage3.x10): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1957888 * nB, fix + 5920, fix + 5984, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 64, 0.1, 1e-05, nB * 978944);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 327 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 328 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1966080 * nB, act + 1957888 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1966080 * nB, NULL, act + 1957888 * nB, fix + 5920, fix + 5984, buf + 5920, buf + 5984, act + 1961984 * nB, P + 1135312, P + 1135376, B, 64, 8, 8, 0.1, 1e-05, nB * 978944, P + 1135440, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1970176 * nB, act + 1957888 * nB, act + 1961984 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1, P + 1135312, P + 1135376, buf + 5920, buf + 5984, 1e-05, nB * 978944, P + 1172304, P + 1172368, buf + 6048, buf + 6112, 1e-05, 1, nB * 983040);
     /* 329 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1970176 * nB, fix + 6048, fix + 6112, buf + 6048, buf + 6112, act + 1966080 * nB, P + 1172304, P + 1172368, B, 64, 64, 0.1, 1e-05, nB * 983040);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 330 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 331 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1978368 * nB, act + 1974272 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1961984 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1978368 * nB, act + 1974272 * nB, act + 1970176 * nB, fix + 6048, fix + 6112, buf + 6048, buf + 6112, act + 1966080 * nB, P + 1172304, P + 1172368, B, 64, 8, 8, 0.1, 1e-05, nB * 983040, P + 1172432, 64, -1, act + 1961984 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1978368 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1961984 * nB, 1);
     /* 332 stage3.x11 = sum(stage3.x10, stage3.step10.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 333 stage3.step11.grad.bn0 = bn(stage3.x11): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1974272 * nB, fix + 6176, fix + 6240, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 64, 0.1, 1e-05, nB * 987136);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 334 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 335 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1982464 * nB, act + 1974272 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1982464 * nB, NULL, act + 1974272 * nB, fix + 6176, fix + 6240, buf + 6176, buf + 6240, act + 1978368 * nB, P + 1209296, P + 1209360, B, 64, 8, 8, 0.1, 1e-05, nB * 987136, P + 1209424, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1986560 * nB, act + 1974272 * nB, act + 1978368 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1, P + 1209296, P + 1209360, buf + 6176, buf + 6240, 1e-05, nB * 987136, P + 1246288, P + 1246352, buf + 6304, buf + 6368, 1e-05, 1, nB * 991232);
     /* 336 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1986560 * nB, fix + 6304, fix + 6368, buf + 6304, buf + 6368, act + 1982464 * nB, P + 1246288, P + 1246352, B, 64, 64, 0.1, 1e-05, nB * 991232);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
 }
 
@@ -2045,80 +1951,74 @@ static void FN(forward_15)(Model *m, int B, int train)
     /* 337 stage3.step11.grad.relu1 = relu(stage3.step11.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 338 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1994752 * nB, act + 1990656 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1978368 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1994752 * nB, act + 1990656 * nB, act + 1986560 * nB, fix + 6304, fix + 6368, buf + 6304, buf + 6368, act + 1982464 * nB, P + 1246288, P + 1246352, B, 64, 8, 8, 0.1, 1e-05, nB * 991232, P + 1246416, 64, -1, act + 1978368 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1994752 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1978368 * nB, 1);
     /* 339 stage3.x12 = sum(stage3.x11, stage3.step11.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 340 stage3.step12.grad.bn0 = bn(stage3.x12): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1990656 * nB, fix + 6432, fix + 6496, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 64, 0.1, 1e-05, nB * 995328);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 341 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 342 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1998848 * nB, act + 1990656 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1998848 * nB, NULL, act + 1990656 * nB, fix + 6432, fix + 6496, buf + 6432, buf + 6496, act + 1994752 * nB, P + 1283280, P + 1283344, B, 64, 8, 8, 0.1, 1e-05, nB * 995328, P + 1283408, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2002944 * nB, act + 1990656 * nB, act + 1994752 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1, P + 1283280, P + 1283344, buf + 6432, buf + 6496, 1e-05, nB * 995328, P + 1320272, P + 1320336, buf + 6560, buf + 6624, 1e-05, 1, nB * 999424);
     /* 343 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2002944 * nB, fix + 6560, fix + 6624, buf + 6560, buf + 6624, act + 1998848 * nB, P + 1320272, P + 1320336, B, 64, 64, 0.1, 1e-05, nB * 999424);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 344 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 345 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 2011136 * nB, act + 2007040 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1994752 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2011136 * nB, act + 2007040 * nB, act + 2002944 * nB, fix + 6560, fix + 6624, buf + 6560, buf + 6624, act + 1998848 * nB, P + 1320272, P + 1320336, B, 64, 8, 8, 0.1, 1e-05, nB * 999424, P + 1320400, 64, -1, act + 1994752 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2011136 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1994752 * nB, 1);
     /* 346 stage3.x13 = sum(stage3.x12, stage3.step12.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 347 stage3.step13.grad.bn0 = bn(stage3.x13): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2007040 * nB, fix + 6688, fix + 6752, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 64, 0.1, 1e-05, nB * 1003520);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 348 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 349 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2015232 * nB, act + 2007040 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2015232 * nB, NULL, act + 2007040 * nB, fix + 6688, fix + 6752, buf + 6688, buf + 6752, act + 2011136 * nB, P + 1357264, P + 1357328, B, 64, 8, 8, 0.1, 1e-05, nB * 1003520, P + 1357392, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2019328 * nB, act + 2007040 * nB, act + 2011136 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1, P + 1357264, P + 1357328, buf + 6688, buf + 6752, 1e-05, nB * 1003520, P + 1394256, P + 1394320, buf + 6816, buf + 6880, 1e-05, 1, nB * 1007616);
     /* 350 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2019328 * nB, fix + 6816, fix + 6880, buf + 6816, buf + 6880, act + 2015232 * nB, P + 1394256, P + 1394320, B, 64, 64, 0.1, 1e-05, nB * 1007616);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 351 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 352 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 2027520 * nB, act + 2023424 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2011136 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2027520 * nB, act + 2023424 * nB, act + 2019328 * nB, fix + 6816, fix + 6880, buf + 6816, buf + 6880, act + 2015232 * nB, P + 1394256, P + 1394320, B, 64, 8, 8, 0.1, 1e-05, nB * 1007616, P + 1394384, 64, -1, act + 2011136 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2027520 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2011136 * nB, 1);
     /* 353 stage3.x14 = sum(stage3.x13, stage3.step13.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 354 stage3.step14.grad.bn0 = bn(stage3.x14): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2023424 * nB, fix + 6944, fix + 7008, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 64, 0.1, 1e-05, nB * 1011712);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 355 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 356 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2031616 * nB, act + 2023424 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2031616 * nB, NULL, act + 2023424 * nB, fix + 6944, fix + 7008, buf + 6944, buf + 7008, act + 2027520 * nB, P + 1431248, P + 1431312, B, 64, 8, 8, 0.1, 1e-05, nB * 1011712, P + 1431376, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2035712 * nB, act + 2023424 * nB, act + 2027520 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1, P + 1431248, P + 1431312, buf + 6944, buf + 7008, 1e-05, nB * 1011712, P + 1468240, P + 1468304, buf + 7072, buf + 7136, 1e-05, 1, nB * 1015808);
     /* 357 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2035712 * nB, fix + 7072, fix + 7136, buf + 7072, buf + 7136, act + 2031616 * nB, P + 1468240, P + 1468304, B, 64, 64, 0.1, 1e-05, nB * 1015808);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 358 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 359 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 2043904 * nB, act + 2039808 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2027520 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2043904 * nB, act + 2039808 * nB, act + 2035712 * nB, fix + 7072, fix + 7136, buf + 7072, buf + 7136, act + 2031616 * nB, P + 1468240, P + 1468304, B, 64, 8, 8, 0.1, 1e-05, nB * 1015808, P + 1468368, 64, -1, act + 2027520 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2043904 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2027520 * nB, 1);
     /* 360 stage3.x15 = sum(stage3.x14, stage3.step14.grad.conv1): 64x8x8 -> 64x8x8 */
@@ -2136,73 +2036,67 @@ static void FN(forward_16)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 361 stage3.step15.grad.bn0 = bn(stage3.x15): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2039808 * nB, fix + 7200, fix + 7264, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 64, 0.1, 1e-05, nB * 1019904);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 362 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 363 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2048000 * nB, act + 2039808 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2048000 * nB, NULL, act + 2039808 * nB, fix + 7200, fix + 7264, buf + 7200, buf + 7264, act + 2043904 * nB, P + 1505232, P + 1505296, B, 64, 8, 8, 0.1, 1e-05, nB * 1019904, P + 1505360, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2052096 * nB, act + 2039808 * nB, act + 2043904 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1, P + 1505232, P + 1505296, buf + 7200, buf + 7264, 1e-05, nB * 1019904, P + 1542224, P + 1542288, buf + 7328, buf + 7392, 1e-05, 1, nB * 1024000);
     /* 364 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2052096 * nB, fix + 7328, fix + 7392, buf + 7328, buf + 7392, act + 2048000 * nB, P + 1542224, P + 1542288, B, 64, 64, 0.1, 1e-05, nB * 1024000);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 365 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 366 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 2060288 * nB, act + 2056192 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2043904 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2060288 * nB, act + 2056192 * nB, act + 2052096 * nB, fix + 7328, fix + 7392, buf + 7328, buf + 7392, act + 2048000 * nB, P + 1542224, P + 1542288, B, 64, 8, 8, 0.1, 1e-05, nB * 1024000, P + 1542352, 64, -1, act + 2043904 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2060288 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2043904 * nB, 1);
     /* 367 stage3.x16 = sum(stage3.x15, stage3.step15.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 368 stage3.step16.grad.bn0 = bn(stage3.x16): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2056192 * nB, fix + 7456, fix + 7520, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 64, 0.1, 1e-05, nB * 1028096);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 369 stage3.step16.grad.relu0 = relu(stage3.step16.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 370 stage3.step16.grad.conv0 = conv(stage3.step16.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2064384 * nB, act + 2056192 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2064384 * nB, NULL, act + 2056192 * nB, fix + 7456, fix + 7520, buf + 7456, buf + 7520, act + 2060288 * nB, P + 1579216, P + 1579280, B, 64, 8, 8, 0.1, 1e-05, nB * 1028096, P + 1579344, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2068480 * nB, act + 2056192 * nB, act + 2060288 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1, P + 1579216, P + 1579280, buf + 7456, buf + 7520, 1e-05, nB * 1028096, P + 1616208, P + 1616272, buf + 7584, buf + 7648, 1e-05, 1, nB * 1032192);
     /* 371 stage3.step16.grad.bn1 = bn(stage3.step16.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2068480 * nB, fix + 7584, fix + 7648, buf + 7584, buf + 7648, act + 2064384 * nB, P + 1616208, P + 1616272, B, 64, 64, 0.1, 1e-05, nB * 1032192);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 372 stage3.step16.grad.relu1 = relu(stage3.step16.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 373 stage3.step16.grad.conv1 = conv(stage3.step16.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 2076672 * nB, act + 2072576 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2060288 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2076672 * nB, act + 2072576 * nB, act + 2068480 * nB, fix + 7584, fix + 7648, buf + 7584, buf + 7648, act + 2064384 * nB, P + 1616208, P + 1616272, B, 64, 8, 8, 0.1, 1e-05, nB * 1032192, P + 1616336, 64, -1, act + 2060288 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2076672 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2060288 * nB, 1);
     /* 374 stage3.x17 = sum(stage3.x16, stage3.step16.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 375 stage3.step17.grad.bn0 = bn(stage3.x17): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2072576 * nB, fix + 7712, fix + 7776, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 64, 0.1, 1e-05, nB * 1036288);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 376 stage3.step17.grad.relu0 = relu(stage3.step17.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 377 stage3.step17.grad.conv0 = conv(stage3.step17.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 2080768 * nB, act + 2072576 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2080768 * nB, NULL, act + 2072576 * nB, fix + 7712, fix + 7776, buf + 7712, buf + 7776, act + 2076672 * nB, P + 1653200, P + 1653264, B, 64, 8, 8, 0.1, 1e-05, nB * 1036288, P + 1653328, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 2084864 * nB, act + 2072576 * nB, act + 2076672 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1, P + 1653200, P + 1653264, buf + 7712, buf + 7776, 1e-05, nB * 1036288, P + 1690192, P + 1690256, buf + 7840, buf + 7904, 1e-05, 1, nB * 1040384);
     /* 378 stage3.step17.grad.bn1 = bn(stage3.step17.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 2084864 * nB, fix + 7840, fix + 7904, buf + 7840, buf + 7904, act + 2080768 * nB, P + 1690192, P + 1690256, B, 64, 64, 0.1, 1e-05, nB * 1040384);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 379 stage3.step17.grad.relu1 = relu(stage3.step17.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 380 stage3.step17.grad.conv1 = conv(stage3.step17.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 2093056 * nB, act + 2088960 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 2076672 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 2093056 * nB, act + 2088960 * nB, act + 2084864 * nB, fix + 7840, fix + 7904, buf + 7840, buf + 7904, act + 2080768 * nB, P + 1690192, P + 1690256, B, 64, 8, 8, 0.1, 1e-05, nB * 1040384, P + 1690320, 64, -1, act + 2076672 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 2093056 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 2076672 * nB, 1);
     /* 381 stage3.x18 = sum(stage3.x17, stage3.step17.grad.conv1): 64x8x8 -> 64x8x8 */
@@ -2276,13 +2170,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 381 stage3.x18 = sum(stage3.x17, stage3.step17.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 380 stage3.step17.grad.conv1 = conv(stage3.step17.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 2088960 * nB, 0, G + 1690320, act + 2101376 * nB, act + 2084864 * nB, P + 1690320, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 2088960 * nB, 0, G + 1690320, act + 2101376 * nB, act + 2084864 * nB, act + 2080768 * nB, fix + 7840, fix + 7904, P + 1690192, P + 1690256, B, 64, 8, 8, nB * 1040384, 4096, P + 1690320, 64);   /* stage3.step17.grad.relu1 not written by the forward: applied as dw reads it */
     /* 379 stage3.step17.grad.relu1 = relu(stage3.step17.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 378 stage3.step17.grad.bn1 = bn(stage3.step17.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2093056 * nB, 0, G + 1690192, G + 1690256, act + 2088960 * nB, act + 2084864 * nB, act + 2080768 * nB, fix + 7840, fix + 7904, P + 1690192, P + 1690256, B, 64, 64, nB * 1040384);
     /* 377 stage3.step17.grad.conv0 = conv(stage3.step17.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2080768 * nB, 0, G + 1653328, act + 2093056 * nB, act + 2072576 * nB, P + 1653328, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 2080768 * nB, 0, G + 1653328, act + 2093056 * nB, act + 2072576 * nB, act + 2076672 * nB, fix + 7712, fix + 7776, P + 1653200, P + 1653264, B, 64, 8, 8, nB * 1036288, 4096, P + 1653328, 64);   /* stage3.step17.grad.relu0 not written by the forward: applied as dw reads it */
     /* 376 stage3.step17.grad.relu0 = relu(stage3.step17.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 375 stage3.step17.grad.bn0 = bn(stage3.x17): 64x8x8 -> 64x8x8 */
@@ -2290,13 +2184,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 374 stage3.x17 = sum(stage3.x16, stage3.step16.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 373 stage3.step16.grad.conv1 = conv(stage3.step16.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 2072576 * nB, 0, G + 1616336, act + 2101376 * nB, act + 2068480 * nB, P + 1616336, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 2072576 * nB, 0, G + 1616336, act + 2101376 * nB, act + 2068480 * nB, act + 2064384 * nB, fix + 7584, fix + 7648, P + 1616208, P + 1616272, B, 64, 8, 8, nB * 1032192, 4096, P + 1616336, 64);   /* stage3.step16.grad.relu1 not written by the forward: applied as dw reads it */
     /* 372 stage3.step16.grad.relu1 = relu(stage3.step16.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 371 stage3.step16.grad.bn1 = bn(stage3.step16.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2076672 * nB, 0, G + 1616208, G + 1616272, act + 2072576 * nB, act + 2068480 * nB, act + 2064384 * nB, fix + 7584, fix + 7648, P + 1616208, P + 1616272, B, 64, 64, nB * 1032192);
     /* 370 stage3.step16.grad.conv0 = conv(stage3.step16.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2064384 * nB, 0, G + 1579344, act + 2076672 * nB, act + 2056192 * nB, P + 1579344, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 2064384 * nB, 0, G + 1579344, act + 2076672 * nB, act + 2056192 * nB, act + 2060288 * nB, fix + 7456, fix + 7520, P + 1579216, P + 1579280, B, 64, 8, 8, nB * 1028096, 4096, P + 1579344, 64);   /* stage3.step16.grad.relu0 not written by the forward: applied as dw reads it */
     /* 369 stage3.step16.grad.relu0 = relu(stage3.step16.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 368 stage3.step16.grad.bn0 = bn(stage3.x16): 64x8x8 -> 64x8x8 */
@@ -2304,13 +2198,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 367 stage3.x16 = sum(stage3.x15, stage3.step15.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 366 stage3.step15.grad.conv1 = conv(stage3.step15.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 2056192 * nB, 0, G + 1542352, act + 2101376 * nB, act + 2052096 * nB, P + 1542352, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 2056192 * nB, 0, G + 1542352, act + 2101376 * nB, act + 2052096 * nB, act + 2048000 * nB, fix + 7328, fix + 7392, P + 1542224, P + 1542288, B, 64, 8, 8, nB * 1024000, 4096, P + 1542352, 64);   /* stage3.step15.grad.relu1 not written by the forward: applied as dw reads it */
     /* 365 stage3.step15.grad.relu1 = relu(stage3.step15.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 364 stage3.step15.grad.bn1 = bn(stage3.step15.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2060288 * nB, 0, G + 1542224, G + 1542288, act + 2056192 * nB, act + 2052096 * nB, act + 2048000 * nB, fix + 7328, fix + 7392, P + 1542224, P + 1542288, B, 64, 64, nB * 1024000);
     /* 363 stage3.step15.grad.conv0 = conv(stage3.step15.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2048000 * nB, 0, G + 1505360, act + 2060288 * nB, act + 2039808 * nB, P + 1505360, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 2048000 * nB, 0, G + 1505360, act + 2060288 * nB, act + 2039808 * nB, act + 2043904 * nB, fix + 7200, fix + 7264, P + 1505232, P + 1505296, B, 64, 8, 8, nB * 1019904, 4096, P + 1505360, 64);   /* stage3.step15.grad.relu0 not written by the forward: applied as dw reads it */
     /* 362 stage3.step15.grad.relu0 = relu(stage3.step15.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2330,13 +2224,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 360 stage3.x15 = sum(stage3.x14, stage3.step14.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 359 stage3.step14.grad.conv1 = conv(stage3.step14.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 2039808 * nB, 0, G + 1468368, act + 2101376 * nB, act + 2035712 * nB, P + 1468368, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 2039808 * nB, 0, G + 1468368, act + 2101376 * nB, act + 2035712 * nB, act + 2031616 * nB, fix + 7072, fix + 7136, P + 1468240, P + 1468304, B, 64, 8, 8, nB * 1015808, 4096, P + 1468368, 64);   /* stage3.step14.grad.relu1 not written by the forward: applied as dw reads it */
     /* 358 stage3.step14.grad.relu1 = relu(stage3.step14.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 357 stage3.step14.grad.bn1 = bn(stage3.step14.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2043904 * nB, 0, G + 1468240, G + 1468304, act + 2039808 * nB, act + 2035712 * nB, act + 2031616 * nB, fix + 7072, fix + 7136, P + 1468240, P + 1468304, B, 64, 64, nB * 1015808);
     /* 356 stage3.step14.grad.conv0 = conv(stage3.step14.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2031616 * nB, 0, G + 1431376, act + 2043904 * nB, act + 2023424 * nB, P + 1431376, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 2031616 * nB, 0, G + 1431376, act + 2043904 * nB, act + 2023424 * nB, act + 2027520 * nB, fix + 6944, fix + 7008, P + 1431248, P + 1431312, B, 64, 8, 8, nB * 1011712, 4096, P + 1431376, 64);   /* stage3.step14.grad.relu0 not written by the forward: applied as dw reads it */
     /* 355 stage3.step14.grad.relu0 = relu(stage3.step14.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 354 stage3.step14.grad.bn0 = bn(stage3.x14): 64x8x8 -> 64x8x8 */
@@ -2344,13 +2238,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 353 stage3.x14 = sum(stage3.x13, stage3.step13.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 352 stage3.step13.grad.conv1 = conv(stage3.step13.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 2023424 * nB, 0, G + 1394384, act + 2101376 * nB, act + 2019328 * nB, P + 1394384, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 2023424 * nB, 0, G + 1394384, act + 2101376 * nB, act + 2019328 * nB, act + 2015232 * nB, fix + 6816, fix + 6880, P + 1394256, P + 1394320, B, 64, 8, 8, nB * 1007616, 4096, P + 1394384, 64);   /* stage3.step13.grad.relu1 not written by the forward: applied as dw reads it */
     /* 351 stage3.step13.grad.relu1 = relu(stage3.step13.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 350 stage3.step13.grad.bn1 = bn(stage3.step13.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2027520 * nB, 0, G + 1394256, G + 1394320, act + 2023424 * nB, act + 2019328 * nB, act + 2015232 * nB, fix + 6816, fix + 6880, P + 1394256, P + 1394320, B, 64, 64, nB * 1007616);
     /* 349 stage3.step13.grad.conv0 = conv(stage3.step13.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 2015232 * nB, 0, G + 1357392, act + 2027520 * nB, act + 2007040 * nB, P + 1357392, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 2015232 * nB, 0, G + 1357392, act + 2027520 * nB, act + 2007040 * nB, act + 2011136 * nB, fix + 6688, fix + 6752, P + 1357264, P + 1357328, B, 64, 8, 8, nB * 1003520, 4096, P + 1357392, 64);   /* stage3.step13.grad.relu0 not written by the forward: applied as dw reads it */
     /* 348 stage3.step13.grad.relu0 = relu(stage3.step13.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 347 stage3.step13.grad.bn0 = bn(stage3.x13): 64x8x8 -> 64x8x8 */
@@ -2358,13 +2252,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 346 stage3.x13 = sum(stage3.x12, stage3.step12.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 345 stage3.step12.grad.conv1 = conv(stage3.step12.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 2007040 * nB, 0, G + 1320400, act + 2101376 * nB, act + 2002944 * nB, P + 1320400, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 2007040 * nB, 0, G + 1320400, act + 2101376 * nB, act + 2002944 * nB, act + 1998848 * nB, fix + 6560, fix + 6624, P + 1320272, P + 1320336, B, 64, 8, 8, nB * 999424, 4096, P + 1320400, 64);   /* stage3.step12.grad.relu1 not written by the forward: applied as dw reads it */
     /* 344 stage3.step12.grad.relu1 = relu(stage3.step12.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 343 stage3.step12.grad.bn1 = bn(stage3.step12.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 2011136 * nB, 0, G + 1320272, G + 1320336, act + 2007040 * nB, act + 2002944 * nB, act + 1998848 * nB, fix + 6560, fix + 6624, P + 1320272, P + 1320336, B, 64, 64, nB * 999424);
     /* 342 stage3.step12.grad.conv0 = conv(stage3.step12.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1998848 * nB, 0, G + 1283408, act + 2011136 * nB, act + 1990656 * nB, P + 1283408, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1998848 * nB, 0, G + 1283408, act + 2011136 * nB, act + 1990656 * nB, act + 1994752 * nB, fix + 6432, fix + 6496, P + 1283280, P + 1283344, B, 64, 8, 8, nB * 995328, 4096, P + 1283408, 64);   /* stage3.step12.grad.relu0 not written by the forward: applied as dw reads it */
     /* 341 stage3.step12.grad.relu0 = relu(stage3.step12.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 340 stage3.step12.grad.bn0 = bn(stage3.x12): 64x8x8 -> 64x8x8 */
@@ -2372,7 +2266,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 339 stage3.x12 = sum(stage3.x11, stage3.step11.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 338 stage3.step11.grad.conv1 = conv(stage3.step11.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1990656 * nB, 0, G + 1246416, act + 2101376 * nB, act + 1986560 * nB, P + 1246416, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1990656 * nB, 0, G + 1246416, act + 2101376 * nB, act + 1986560 * nB, act + 1982464 * nB, fix + 6304, fix + 6368, P + 1246288, P + 1246352, B, 64, 8, 8, nB * 991232, 4096, P + 1246416, 64);   /* stage3.step11.grad.relu1 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 3 of 17. */
@@ -2390,7 +2284,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 336 stage3.step11.grad.bn1 = bn(stage3.step11.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1994752 * nB, 0, G + 1246288, G + 1246352, act + 1990656 * nB, act + 1986560 * nB, act + 1982464 * nB, fix + 6304, fix + 6368, P + 1246288, P + 1246352, B, 64, 64, nB * 991232);
     /* 335 stage3.step11.grad.conv0 = conv(stage3.step11.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1982464 * nB, 0, G + 1209424, act + 1994752 * nB, act + 1974272 * nB, P + 1209424, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1982464 * nB, 0, G + 1209424, act + 1994752 * nB, act + 1974272 * nB, act + 1978368 * nB, fix + 6176, fix + 6240, P + 1209296, P + 1209360, B, 64, 8, 8, nB * 987136, 4096, P + 1209424, 64);   /* stage3.step11.grad.relu0 not written by the forward: applied as dw reads it */
     /* 334 stage3.step11.grad.relu0 = relu(stage3.step11.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 333 stage3.step11.grad.bn0 = bn(stage3.x11): 64x8x8 -> 64x8x8 */
@@ -2398,13 +2292,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 332 stage3.x11 = sum(stage3.x10, stage3.step10.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 331 stage3.step10.grad.conv1 = conv(stage3.step10.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1974272 * nB, 0, G + 1172432, act + 2101376 * nB, act + 1970176 * nB, P + 1172432, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1974272 * nB, 0, G + 1172432, act + 2101376 * nB, act + 1970176 * nB, act + 1966080 * nB, fix + 6048, fix + 6112, P + 1172304, P + 1172368, B, 64, 8, 8, nB * 983040, 4096, P + 1172432, 64);   /* stage3.step10.grad.relu1 not written by the forward: applied as dw reads it */
     /* 330 stage3.step10.grad.relu1 = relu(stage3.step10.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 329 stage3.step10.grad.bn1 = bn(stage3.step10.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1978368 * nB, 0, G + 1172304, G + 1172368, act + 1974272 * nB, act + 1970176 * nB, act + 1966080 * nB, fix + 6048, fix + 6112, P + 1172304, P + 1172368, B, 64, 64, nB * 983040);
     /* 328 stage3.step10.grad.conv0 = conv(stage3.step10.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1966080 * nB, 0, G + 1135440, act + 1978368 * nB, act + 1957888 * nB, P + 1135440, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1966080 * nB, 0, G + 1135440, act + 1978368 * nB, act + 1957888 * nB, act + 1961984 * nB, fix + 5920, fix + 5984, P + 1135312, P + 1135376, B, 64, 8, 8, nB * 978944, 4096, P + 1135440, 64);   /* stage3.step10.grad.relu0 not written by the forward: applied as dw reads it */
     /* 327 stage3.step10.grad.relu0 = relu(stage3.step10.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 326 stage3.step10.grad.bn0 = bn(stage3.x10): 64x8x8 -> 64x8x8 */
@@ -2412,13 +2306,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 325 stage3.x10 = sum(stage3.x9, stage3.step9.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 324 stage3.step9.grad.conv1 = conv(stage3.step9.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1957888 * nB, 0, G + 1098448, act + 2101376 * nB, act + 1953792 * nB, P + 1098448, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1957888 * nB, 0, G + 1098448, act + 2101376 * nB, act + 1953792 * nB, act + 1949696 * nB, fix + 5792, fix + 5856, P + 1098320, P + 1098384, B, 64, 8, 8, nB * 974848, 4096, P + 1098448, 64);   /* stage3.step9.grad.relu1 not written by the forward: applied as dw reads it */
     /* 323 stage3.step9.grad.relu1 = relu(stage3.step9.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 322 stage3.step9.grad.bn1 = bn(stage3.step9.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1961984 * nB, 0, G + 1098320, G + 1098384, act + 1957888 * nB, act + 1953792 * nB, act + 1949696 * nB, fix + 5792, fix + 5856, P + 1098320, P + 1098384, B, 64, 64, nB * 974848);
     /* 321 stage3.step9.grad.conv0 = conv(stage3.step9.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1949696 * nB, 0, G + 1061456, act + 1961984 * nB, act + 1941504 * nB, P + 1061456, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1949696 * nB, 0, G + 1061456, act + 1961984 * nB, act + 1941504 * nB, act + 1945600 * nB, fix + 5664, fix + 5728, P + 1061328, P + 1061392, B, 64, 8, 8, nB * 970752, 4096, P + 1061456, 64);   /* stage3.step9.grad.relu0 not written by the forward: applied as dw reads it */
     /* 320 stage3.step9.grad.relu0 = relu(stage3.step9.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 319 stage3.step9.grad.bn0 = bn(stage3.x9): 64x8x8 -> 64x8x8 */
@@ -2426,13 +2320,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 318 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 317 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1941504 * nB, 0, G + 1024464, act + 2101376 * nB, act + 1937408 * nB, P + 1024464, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1941504 * nB, 0, G + 1024464, act + 2101376 * nB, act + 1937408 * nB, act + 1933312 * nB, fix + 5536, fix + 5600, P + 1024336, P + 1024400, B, 64, 8, 8, nB * 966656, 4096, P + 1024464, 64);   /* stage3.step8.grad.relu1 not written by the forward: applied as dw reads it */
     /* 316 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 315 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1945600 * nB, 0, G + 1024336, G + 1024400, act + 1941504 * nB, act + 1937408 * nB, act + 1933312 * nB, fix + 5536, fix + 5600, P + 1024336, P + 1024400, B, 64, 64, nB * 966656);
     /* 314 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1933312 * nB, 0, G + 987472, act + 1945600 * nB, act + 1925120 * nB, P + 987472, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1933312 * nB, 0, G + 987472, act + 1945600 * nB, act + 1925120 * nB, act + 1929216 * nB, fix + 5408, fix + 5472, P + 987344, P + 987408, B, 64, 8, 8, nB * 962560, 4096, P + 987472, 64);   /* stage3.step8.grad.relu0 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 4 of 17. */
@@ -2452,13 +2346,13 @@ static void FN(backward_4)(Model *m, int B)
     /* 311 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 310 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1925120 * nB, 0, G + 950480, act + 2101376 * nB, act + 1921024 * nB, P + 950480, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1925120 * nB, 0, G + 950480, act + 2101376 * nB, act + 1921024 * nB, act + 1916928 * nB, fix + 5280, fix + 5344, P + 950352, P + 950416, B, 64, 8, 8, nB * 958464, 4096, P + 950480, 64);   /* stage3.step7.grad.relu1 not written by the forward: applied as dw reads it */
     /* 309 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 308 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1929216 * nB, 0, G + 950352, G + 950416, act + 1925120 * nB, act + 1921024 * nB, act + 1916928 * nB, fix + 5280, fix + 5344, P + 950352, P + 950416, B, 64, 64, nB * 958464);
     /* 307 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1916928 * nB, 0, G + 913488, act + 1929216 * nB, act + 1908736 * nB, P + 913488, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1916928 * nB, 0, G + 913488, act + 1929216 * nB, act + 1908736 * nB, act + 1912832 * nB, fix + 5152, fix + 5216, P + 913360, P + 913424, B, 64, 8, 8, nB * 954368, 4096, P + 913488, 64);   /* stage3.step7.grad.relu0 not written by the forward: applied as dw reads it */
     /* 306 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 305 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
@@ -2466,13 +2360,13 @@ static void FN(backward_4)(Model *m, int B)
     /* 304 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 303 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1908736 * nB, 0, G + 876496, act + 2101376 * nB, act + 1904640 * nB, P + 876496, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1908736 * nB, 0, G + 876496, act + 2101376 * nB, act + 1904640 * nB, act + 1900544 * nB, fix + 5024, fix + 5088, P + 876368, P + 876432, B, 64, 8, 8, nB * 950272, 4096, P + 876496, 64);   /* stage3.step6.grad.relu1 not written by the forward: applied as dw reads it */
     /* 302 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 301 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1912832 * nB, 0, G + 876368, G + 876432, act + 1908736 * nB, act + 1904640 * nB, act + 1900544 * nB, fix + 5024, fix + 5088, P + 876368, P + 876432, B, 64, 64, nB * 950272);
     /* 300 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1900544 * nB, 0, G + 839504, act + 1912832 * nB, act + 1892352 * nB, P + 839504, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1900544 * nB, 0, G + 839504, act + 1912832 * nB, act + 1892352 * nB, act + 1896448 * nB, fix + 4896, fix + 4960, P + 839376, P + 839440, B, 64, 8, 8, nB * 946176, 4096, P + 839504, 64);   /* stage3.step6.grad.relu0 not written by the forward: applied as dw reads it */
     /* 299 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 298 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
@@ -2480,13 +2374,13 @@ static void FN(backward_4)(Model *m, int B)
     /* 297 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 296 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1892352 * nB, 0, G + 802512, act + 2101376 * nB, act + 1888256 * nB, P + 802512, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1892352 * nB, 0, G + 802512, act + 2101376 * nB, act + 1888256 * nB, act + 1884160 * nB, fix + 4768, fix + 4832, P + 802384, P + 802448, B, 64, 8, 8, nB * 942080, 4096, P + 802512, 64);   /* stage3.step5.grad.relu1 not written by the forward: applied as dw reads it */
     /* 295 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 294 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1896448 * nB, 0, G + 802384, G + 802448, act + 1892352 * nB, act + 1888256 * nB, act + 1884160 * nB, fix + 4768, fix + 4832, P + 802384, P + 802448, B, 64, 64, nB * 942080);
     /* 293 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1884160 * nB, 0, G + 765520, act + 1896448 * nB, act + 1875968 * nB, P + 765520, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1884160 * nB, 0, G + 765520, act + 1896448 * nB, act + 1875968 * nB, act + 1880064 * nB, fix + 4640, fix + 4704, P + 765392, P + 765456, B, 64, 8, 8, nB * 937984, 4096, P + 765520, 64);   /* stage3.step5.grad.relu0 not written by the forward: applied as dw reads it */
     /* 292 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 291 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
@@ -2506,13 +2400,13 @@ static void FN(backward_5)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 289 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1875968 * nB, 0, G + 728528, act + 2101376 * nB, act + 1871872 * nB, P + 728528, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1875968 * nB, 0, G + 728528, act + 2101376 * nB, act + 1871872 * nB, act + 1867776 * nB, fix + 4512, fix + 4576, P + 728400, P + 728464, B, 64, 8, 8, nB * 933888, 4096, P + 728528, 64);   /* stage3.step4.grad.relu1 not written by the forward: applied as dw reads it */
     /* 288 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 287 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1880064 * nB, 0, G + 728400, G + 728464, act + 1875968 * nB, act + 1871872 * nB, act + 1867776 * nB, fix + 4512, fix + 4576, P + 728400, P + 728464, B, 64, 64, nB * 933888);
     /* 286 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1867776 * nB, 0, G + 691536, act + 1880064 * nB, act + 1859584 * nB, P + 691536, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1867776 * nB, 0, G + 691536, act + 1880064 * nB, act + 1859584 * nB, act + 1863680 * nB, fix + 4384, fix + 4448, P + 691408, P + 691472, B, 64, 8, 8, nB * 929792, 4096, P + 691536, 64);   /* stage3.step4.grad.relu0 not written by the forward: applied as dw reads it */
     /* 285 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 284 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
@@ -2520,13 +2414,13 @@ static void FN(backward_5)(Model *m, int B)
     /* 283 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 282 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1859584 * nB, 0, G + 654544, act + 2101376 * nB, act + 1855488 * nB, P + 654544, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1859584 * nB, 0, G + 654544, act + 2101376 * nB, act + 1855488 * nB, act + 1851392 * nB, fix + 4256, fix + 4320, P + 654416, P + 654480, B, 64, 8, 8, nB * 925696, 4096, P + 654544, 64);   /* stage3.step3.grad.relu1 not written by the forward: applied as dw reads it */
     /* 281 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 280 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1863680 * nB, 0, G + 654416, G + 654480, act + 1859584 * nB, act + 1855488 * nB, act + 1851392 * nB, fix + 4256, fix + 4320, P + 654416, P + 654480, B, 64, 64, nB * 925696);
     /* 279 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1851392 * nB, 0, G + 617552, act + 1863680 * nB, act + 1843200 * nB, P + 617552, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1851392 * nB, 0, G + 617552, act + 1863680 * nB, act + 1843200 * nB, act + 1847296 * nB, fix + 4128, fix + 4192, P + 617424, P + 617488, B, 64, 8, 8, nB * 921600, 4096, P + 617552, 64);   /* stage3.step3.grad.relu0 not written by the forward: applied as dw reads it */
     /* 278 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 277 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
@@ -2534,13 +2428,13 @@ static void FN(backward_5)(Model *m, int B)
     /* 276 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 275 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1843200 * nB, 0, G + 580560, act + 2101376 * nB, act + 1839104 * nB, P + 580560, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1843200 * nB, 0, G + 580560, act + 2101376 * nB, act + 1839104 * nB, act + 1835008 * nB, fix + 4000, fix + 4064, P + 580432, P + 580496, B, 64, 8, 8, nB * 917504, 4096, P + 580560, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 274 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 273 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1847296 * nB, 0, G + 580432, G + 580496, act + 1843200 * nB, act + 1839104 * nB, act + 1835008 * nB, fix + 4000, fix + 4064, P + 580432, P + 580496, B, 64, 64, nB * 917504);
     /* 272 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1835008 * nB, 0, G + 543568, act + 1847296 * nB, act + 1826816 * nB, P + 543568, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1835008 * nB, 0, G + 543568, act + 1847296 * nB, act + 1826816 * nB, act + 1830912 * nB, fix + 3872, fix + 3936, P + 543440, P + 543504, B, 64, 8, 8, nB * 913408, 4096, P + 543568, 64);   /* stage3.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 271 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 270 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
@@ -2548,7 +2442,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 269 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 268 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1826816 * nB, 0, G + 506576, act + 2101376 * nB, act + 1822720 * nB, P + 506576, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1826816 * nB, 0, G + 506576, act + 2101376 * nB, act + 1822720 * nB, act + 1814528 * nB, fix + 3744, fix + 3808, P + 506448, P + 506512, B, 64, 8, 8, nB * 909312, 4096, P + 506576, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 267 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 266 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -2566,7 +2460,7 @@ static void FN(backward_6)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 265 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1814528 * nB, 0, G + 469584, act + 1830912 * nB, act + 1810432 * nB, P + 469584, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1814528 * nB, 0, G + 469584, act + 1830912 * nB, act + 1810432 * nB, act + 1818624 * nB, fix + 3616, fix + 3680, P + 469456, P + 469520, B, 64, 8, 8, nB * 905216, 4096, P + 469584, 64);   /* stage3.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 264 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 263 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
@@ -2576,7 +2470,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 261 stage3.shortcut0 = pad(stage2.x18): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 1810432 * nB, 0, act + 2101376 * nB, B, 32, 16, 16, 64, 2);
     /* 260 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1818624 * nB, 0, G + 432592, act + 2101376 * nB, act + 1806336 * nB, P + 432592, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1818624 * nB, 0, G + 432592, act + 2101376 * nB, act + 1806336 * nB, act + 1802240 * nB, fix + 3488, fix + 3552, P + 432464, P + 432528, B, 64, 8, 8, nB * 901120, 4096, P + 432592, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 259 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 258 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -2590,13 +2484,13 @@ static void FN(backward_6)(Model *m, int B)
     /* 254 stage2.x18 = sum(stage2.x17, stage2.step17.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 253 stage2.step17.grad.conv1 = conv(stage2.step17.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1785856 * nB, 0, G + 404752, act + 1810432 * nB, act + 1777664 * nB, P + 404752, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1785856 * nB, 0, G + 404752, act + 1810432 * nB, act + 1777664 * nB, act + 1769472 * nB, fix + 3360, fix + 3392, P + 404688, P + 404720, B, 32, 16, 16, nB * 884736, 8192, P + 404752, 32);   /* stage2.step17.grad.relu1 not written by the forward: applied as dw reads it */
     /* 252 stage2.step17.grad.relu1 = relu(stage2.step17.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 251 stage2.step17.grad.bn1 = bn(stage2.step17.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1794048 * nB, 0, G + 404688, G + 404720, act + 1785856 * nB, act + 1777664 * nB, act + 1769472 * nB, fix + 3360, fix + 3392, P + 404688, P + 404720, B, 32, 256, nB * 884736);
     /* 250 stage2.step17.grad.conv0 = conv(stage2.step17.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1769472 * nB, 0, G + 395472, act + 1794048 * nB, act + 1753088 * nB, P + 395472, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1769472 * nB, 0, G + 395472, act + 1794048 * nB, act + 1753088 * nB, act + 1761280 * nB, fix + 3296, fix + 3328, P + 395408, P + 395440, B, 32, 16, 16, nB * 876544, 8192, P + 395472, 32);   /* stage2.step17.grad.relu0 not written by the forward: applied as dw reads it */
     /* 249 stage2.step17.grad.relu0 = relu(stage2.step17.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 248 stage2.step17.grad.bn0 = bn(stage2.x17): 32x16x16 -> 32x16x16 */
@@ -2604,13 +2498,13 @@ static void FN(backward_6)(Model *m, int B)
     /* 247 stage2.x17 = sum(stage2.x16, stage2.step16.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 246 stage2.step16.grad.conv1 = conv(stage2.step16.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1753088 * nB, 0, G + 386192, act + 1810432 * nB, act + 1744896 * nB, P + 386192, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1753088 * nB, 0, G + 386192, act + 1810432 * nB, act + 1744896 * nB, act + 1736704 * nB, fix + 3232, fix + 3264, P + 386128, P + 386160, B, 32, 16, 16, nB * 868352, 8192, P + 386192, 32);   /* stage2.step16.grad.relu1 not written by the forward: applied as dw reads it */
     /* 245 stage2.step16.grad.relu1 = relu(stage2.step16.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 244 stage2.step16.grad.bn1 = bn(stage2.step16.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1761280 * nB, 0, G + 386128, G + 386160, act + 1753088 * nB, act + 1744896 * nB, act + 1736704 * nB, fix + 3232, fix + 3264, P + 386128, P + 386160, B, 32, 256, nB * 868352);
     /* 243 stage2.step16.grad.conv0 = conv(stage2.step16.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1736704 * nB, 0, G + 376912, act + 1761280 * nB, act + 1720320 * nB, P + 376912, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1736704 * nB, 0, G + 376912, act + 1761280 * nB, act + 1720320 * nB, act + 1728512 * nB, fix + 3168, fix + 3200, P + 376848, P + 376880, B, 32, 16, 16, nB * 860160, 8192, P + 376912, 32);   /* stage2.step16.grad.relu0 not written by the forward: applied as dw reads it */
     /* 242 stage2.step16.grad.relu0 = relu(stage2.step16.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2630,13 +2524,13 @@ static void FN(backward_7)(Model *m, int B)
     /* 240 stage2.x16 = sum(stage2.x15, stage2.step15.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 239 stage2.step15.grad.conv1 = conv(stage2.step15.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1720320 * nB, 0, G + 367632, act + 1810432 * nB, act + 1712128 * nB, P + 367632, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1720320 * nB, 0, G + 367632, act + 1810432 * nB, act + 1712128 * nB, act + 1703936 * nB, fix + 3104, fix + 3136, P + 367568, P + 367600, B, 32, 16, 16, nB * 851968, 8192, P + 367632, 32);   /* stage2.step15.grad.relu1 not written by the forward: applied as dw reads it */
     /* 238 stage2.step15.grad.relu1 = relu(stage2.step15.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 237 stage2.step15.grad.bn1 = bn(stage2.step15.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1728512 * nB, 0, G + 367568, G + 367600, act + 1720320 * nB, act + 1712128 * nB, act + 1703936 * nB, fix + 3104, fix + 3136, P + 367568, P + 367600, B, 32, 256, nB * 851968);
     /* 236 stage2.step15.grad.conv0 = conv(stage2.step15.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1703936 * nB, 0, G + 358352, act + 1728512 * nB, act + 1687552 * nB, P + 358352, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1703936 * nB, 0, G + 358352, act + 1728512 * nB, act + 1687552 * nB, act + 1695744 * nB, fix + 3040, fix + 3072, P + 358288, P + 358320, B, 32, 16, 16, nB * 843776, 8192, P + 358352, 32);   /* stage2.step15.grad.relu0 not written by the forward: applied as dw reads it */
     /* 235 stage2.step15.grad.relu0 = relu(stage2.step15.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 234 stage2.step15.grad.bn0 = bn(stage2.x15): 32x16x16 -> 32x16x16 */
@@ -2644,13 +2538,13 @@ static void FN(backward_7)(Model *m, int B)
     /* 233 stage2.x15 = sum(stage2.x14, stage2.step14.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 232 stage2.step14.grad.conv1 = conv(stage2.step14.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1687552 * nB, 0, G + 349072, act + 1810432 * nB, act + 1679360 * nB, P + 349072, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1687552 * nB, 0, G + 349072, act + 1810432 * nB, act + 1679360 * nB, act + 1671168 * nB, fix + 2976, fix + 3008, P + 349008, P + 349040, B, 32, 16, 16, nB * 835584, 8192, P + 349072, 32);   /* stage2.step14.grad.relu1 not written by the forward: applied as dw reads it */
     /* 231 stage2.step14.grad.relu1 = relu(stage2.step14.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 230 stage2.step14.grad.bn1 = bn(stage2.step14.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1695744 * nB, 0, G + 349008, G + 349040, act + 1687552 * nB, act + 1679360 * nB, act + 1671168 * nB, fix + 2976, fix + 3008, P + 349008, P + 349040, B, 32, 256, nB * 835584);
     /* 229 stage2.step14.grad.conv0 = conv(stage2.step14.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1671168 * nB, 0, G + 339792, act + 1695744 * nB, act + 1654784 * nB, P + 339792, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1671168 * nB, 0, G + 339792, act + 1695744 * nB, act + 1654784 * nB, act + 1662976 * nB, fix + 2912, fix + 2944, P + 339728, P + 339760, B, 32, 16, 16, nB * 827392, 8192, P + 339792, 32);   /* stage2.step14.grad.relu0 not written by the forward: applied as dw reads it */
     /* 228 stage2.step14.grad.relu0 = relu(stage2.step14.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 227 stage2.step14.grad.bn0 = bn(stage2.x14): 32x16x16 -> 32x16x16 */
@@ -2658,13 +2552,13 @@ static void FN(backward_7)(Model *m, int B)
     /* 226 stage2.x14 = sum(stage2.x13, stage2.step13.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 225 stage2.step13.grad.conv1 = conv(stage2.step13.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1654784 * nB, 0, G + 330512, act + 1810432 * nB, act + 1646592 * nB, P + 330512, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1654784 * nB, 0, G + 330512, act + 1810432 * nB, act + 1646592 * nB, act + 1638400 * nB, fix + 2848, fix + 2880, P + 330448, P + 330480, B, 32, 16, 16, nB * 819200, 8192, P + 330512, 32);   /* stage2.step13.grad.relu1 not written by the forward: applied as dw reads it */
     /* 224 stage2.step13.grad.relu1 = relu(stage2.step13.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 223 stage2.step13.grad.bn1 = bn(stage2.step13.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1662976 * nB, 0, G + 330448, G + 330480, act + 1654784 * nB, act + 1646592 * nB, act + 1638400 * nB, fix + 2848, fix + 2880, P + 330448, P + 330480, B, 32, 256, nB * 819200);
     /* 222 stage2.step13.grad.conv0 = conv(stage2.step13.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1638400 * nB, 0, G + 321232, act + 1662976 * nB, act + 1622016 * nB, P + 321232, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1638400 * nB, 0, G + 321232, act + 1662976 * nB, act + 1622016 * nB, act + 1630208 * nB, fix + 2784, fix + 2816, P + 321168, P + 321200, B, 32, 16, 16, nB * 811008, 8192, P + 321232, 32);   /* stage2.step13.grad.relu0 not written by the forward: applied as dw reads it */
     /* 221 stage2.step13.grad.relu0 = relu(stage2.step13.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 220 stage2.step13.grad.bn0 = bn(stage2.x13): 32x16x16 -> 32x16x16 */
@@ -2672,7 +2566,7 @@ static void FN(backward_7)(Model *m, int B)
     /* 219 stage2.x13 = sum(stage2.x12, stage2.step12.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 218 stage2.step12.grad.conv1 = conv(stage2.step12.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1622016 * nB, 0, G + 311952, act + 1810432 * nB, act + 1613824 * nB, P + 311952, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1622016 * nB, 0, G + 311952, act + 1810432 * nB, act + 1613824 * nB, act + 1605632 * nB, fix + 2720, fix + 2752, P + 311888, P + 311920, B, 32, 16, 16, nB * 802816, 8192, P + 311952, 32);   /* stage2.step12.grad.relu1 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 8 of 17. */
@@ -2690,7 +2584,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 216 stage2.step12.grad.bn1 = bn(stage2.step12.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1630208 * nB, 0, G + 311888, G + 311920, act + 1622016 * nB, act + 1613824 * nB, act + 1605632 * nB, fix + 2720, fix + 2752, P + 311888, P + 311920, B, 32, 256, nB * 802816);
     /* 215 stage2.step12.grad.conv0 = conv(stage2.step12.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1605632 * nB, 0, G + 302672, act + 1630208 * nB, act + 1589248 * nB, P + 302672, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1605632 * nB, 0, G + 302672, act + 1630208 * nB, act + 1589248 * nB, act + 1597440 * nB, fix + 2656, fix + 2688, P + 302608, P + 302640, B, 32, 16, 16, nB * 794624, 8192, P + 302672, 32);   /* stage2.step12.grad.relu0 not written by the forward: applied as dw reads it */
     /* 214 stage2.step12.grad.relu0 = relu(stage2.step12.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 213 stage2.step12.grad.bn0 = bn(stage2.x12): 32x16x16 -> 32x16x16 */
@@ -2698,13 +2592,13 @@ static void FN(backward_8)(Model *m, int B)
     /* 212 stage2.x12 = sum(stage2.x11, stage2.step11.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 211 stage2.step11.grad.conv1 = conv(stage2.step11.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1589248 * nB, 0, G + 293392, act + 1810432 * nB, act + 1581056 * nB, P + 293392, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1589248 * nB, 0, G + 293392, act + 1810432 * nB, act + 1581056 * nB, act + 1572864 * nB, fix + 2592, fix + 2624, P + 293328, P + 293360, B, 32, 16, 16, nB * 786432, 8192, P + 293392, 32);   /* stage2.step11.grad.relu1 not written by the forward: applied as dw reads it */
     /* 210 stage2.step11.grad.relu1 = relu(stage2.step11.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 209 stage2.step11.grad.bn1 = bn(stage2.step11.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1597440 * nB, 0, G + 293328, G + 293360, act + 1589248 * nB, act + 1581056 * nB, act + 1572864 * nB, fix + 2592, fix + 2624, P + 293328, P + 293360, B, 32, 256, nB * 786432);
     /* 208 stage2.step11.grad.conv0 = conv(stage2.step11.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1572864 * nB, 0, G + 284112, act + 1597440 * nB, act + 1556480 * nB, P + 284112, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1572864 * nB, 0, G + 284112, act + 1597440 * nB, act + 1556480 * nB, act + 1564672 * nB, fix + 2528, fix + 2560, P + 284048, P + 284080, B, 32, 16, 16, nB * 778240, 8192, P + 284112, 32);   /* stage2.step11.grad.relu0 not written by the forward: applied as dw reads it */
     /* 207 stage2.step11.grad.relu0 = relu(stage2.step11.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 206 stage2.step11.grad.bn0 = bn(stage2.x11): 32x16x16 -> 32x16x16 */
@@ -2712,13 +2606,13 @@ static void FN(backward_8)(Model *m, int B)
     /* 205 stage2.x11 = sum(stage2.x10, stage2.step10.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 204 stage2.step10.grad.conv1 = conv(stage2.step10.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1556480 * nB, 0, G + 274832, act + 1810432 * nB, act + 1548288 * nB, P + 274832, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1556480 * nB, 0, G + 274832, act + 1810432 * nB, act + 1548288 * nB, act + 1540096 * nB, fix + 2464, fix + 2496, P + 274768, P + 274800, B, 32, 16, 16, nB * 770048, 8192, P + 274832, 32);   /* stage2.step10.grad.relu1 not written by the forward: applied as dw reads it */
     /* 203 stage2.step10.grad.relu1 = relu(stage2.step10.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 202 stage2.step10.grad.bn1 = bn(stage2.step10.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1564672 * nB, 0, G + 274768, G + 274800, act + 1556480 * nB, act + 1548288 * nB, act + 1540096 * nB, fix + 2464, fix + 2496, P + 274768, P + 274800, B, 32, 256, nB * 770048);
     /* 201 stage2.step10.grad.conv0 = conv(stage2.step10.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1540096 * nB, 0, G + 265552, act + 1564672 * nB, act + 1523712 * nB, P + 265552, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1540096 * nB, 0, G + 265552, act + 1564672 * nB, act + 1523712 * nB, act + 1531904 * nB, fix + 2400, fix + 2432, P + 265488, P + 265520, B, 32, 16, 16, nB * 761856, 8192, P + 265552, 32);   /* stage2.step10.grad.relu0 not written by the forward: applied as dw reads it */
     /* 200 stage2.step10.grad.relu0 = relu(stage2.step10.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 199 stage2.step10.grad.bn0 = bn(stage2.x10): 32x16x16 -> 32x16x16 */
@@ -2726,13 +2620,13 @@ static void FN(backward_8)(Model *m, int B)
     /* 198 stage2.x10 = sum(stage2.x9, stage2.step9.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 197 stage2.step9.grad.conv1 = conv(stage2.step9.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1523712 * nB, 0, G + 256272, act + 1810432 * nB, act + 1515520 * nB, P + 256272, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1523712 * nB, 0, G + 256272, act + 1810432 * nB, act + 1515520 * nB, act + 1507328 * nB, fix + 2336, fix + 2368, P + 256208, P + 256240, B, 32, 16, 16, nB * 753664, 8192, P + 256272, 32);   /* stage2.step9.grad.relu1 not written by the forward: applied as dw reads it */
     /* 196 stage2.step9.grad.relu1 = relu(stage2.step9.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 195 stage2.step9.grad.bn1 = bn(stage2.step9.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1531904 * nB, 0, G + 256208, G + 256240, act + 1523712 * nB, act + 1515520 * nB, act + 1507328 * nB, fix + 2336, fix + 2368, P + 256208, P + 256240, B, 32, 256, nB * 753664);
     /* 194 stage2.step9.grad.conv0 = conv(stage2.step9.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1507328 * nB, 0, G + 246992, act + 1531904 * nB, act + 1490944 * nB, P + 246992, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1507328 * nB, 0, G + 246992, act + 1531904 * nB, act + 1490944 * nB, act + 1499136 * nB, fix + 2272, fix + 2304, P + 246928, P + 246960, B, 32, 16, 16, nB * 745472, 8192, P + 246992, 32);   /* stage2.step9.grad.relu0 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 9 of 17. */
@@ -2752,13 +2646,13 @@ static void FN(backward_9)(Model *m, int B)
     /* 191 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 190 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1490944 * nB, 0, G + 237712, act + 1810432 * nB, act + 1482752 * nB, P + 237712, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1490944 * nB, 0, G + 237712, act + 1810432 * nB, act + 1482752 * nB, act + 1474560 * nB, fix + 2208, fix + 2240, P + 237648, P + 237680, B, 32, 16, 16, nB * 737280, 8192, P + 237712, 32);   /* stage2.step8.grad.relu1 not written by the forward: applied as dw reads it */
     /* 189 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 188 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1499136 * nB, 0, G + 237648, G + 237680, act + 1490944 * nB, act + 1482752 * nB, act + 1474560 * nB, fix + 2208, fix + 2240, P + 237648, P + 237680, B, 32, 256, nB * 737280);
     /* 187 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1474560 * nB, 0, G + 228432, act + 1499136 * nB, act + 1458176 * nB, P + 228432, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1474560 * nB, 0, G + 228432, act + 1499136 * nB, act + 1458176 * nB, act + 1466368 * nB, fix + 2144, fix + 2176, P + 228368, P + 228400, B, 32, 16, 16, nB * 729088, 8192, P + 228432, 32);   /* stage2.step8.grad.relu0 not written by the forward: applied as dw reads it */
     /* 186 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 185 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
@@ -2766,13 +2660,13 @@ static void FN(backward_9)(Model *m, int B)
     /* 184 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 183 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1458176 * nB, 0, G + 219152, act + 1810432 * nB, act + 1449984 * nB, P + 219152, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1458176 * nB, 0, G + 219152, act + 1810432 * nB, act + 1449984 * nB, act + 1441792 * nB, fix + 2080, fix + 2112, P + 219088, P + 219120, B, 32, 16, 16, nB * 720896, 8192, P + 219152, 32);   /* stage2.step7.grad.relu1 not written by the forward: applied as dw reads it */
     /* 182 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 181 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1466368 * nB, 0, G + 219088, G + 219120, act + 1458176 * nB, act + 1449984 * nB, act + 1441792 * nB, fix + 2080, fix + 2112, P + 219088, P + 219120, B, 32, 256, nB * 720896);
     /* 180 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1441792 * nB, 0, G + 209872, act + 1466368 * nB, act + 1425408 * nB, P + 209872, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1441792 * nB, 0, G + 209872, act + 1466368 * nB, act + 1425408 * nB, act + 1433600 * nB, fix + 2016, fix + 2048, P + 209808, P + 209840, B, 32, 16, 16, nB * 712704, 8192, P + 209872, 32);   /* stage2.step7.grad.relu0 not written by the forward: applied as dw reads it */
     /* 179 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 178 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
@@ -2780,13 +2674,13 @@ static void FN(backward_9)(Model *m, int B)
     /* 177 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 176 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1425408 * nB, 0, G + 200592, act + 1810432 * nB, act + 1417216 * nB, P + 200592, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1425408 * nB, 0, G + 200592, act + 1810432 * nB, act + 1417216 * nB, act + 1409024 * nB, fix + 1952, fix + 1984, P + 200528, P + 200560, B, 32, 16, 16, nB * 704512, 8192, P + 200592, 32);   /* stage2.step6.grad.relu1 not written by the forward: applied as dw reads it */
     /* 175 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 174 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1433600 * nB, 0, G + 200528, G + 200560, act + 1425408 * nB, act + 1417216 * nB, act + 1409024 * nB, fix + 1952, fix + 1984, P + 200528, P + 200560, B, 32, 256, nB * 704512);
     /* 173 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1409024 * nB, 0, G + 191312, act + 1433600 * nB, act + 1392640 * nB, P + 191312, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1409024 * nB, 0, G + 191312, act + 1433600 * nB, act + 1392640 * nB, act + 1400832 * nB, fix + 1888, fix + 1920, P + 191248, P + 191280, B, 32, 16, 16, nB * 696320, 8192, P + 191312, 32);   /* stage2.step6.grad.relu0 not written by the forward: applied as dw reads it */
     /* 172 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 171 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
@@ -2806,13 +2700,13 @@ static void FN(backward_10)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 169 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1392640 * nB, 0, G + 182032, act + 1810432 * nB, act + 1384448 * nB, P + 182032, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1392640 * nB, 0, G + 182032, act + 1810432 * nB, act + 1384448 * nB, act + 1376256 * nB, fix + 1824, fix + 1856, P + 181968, P + 182000, B, 32, 16, 16, nB * 688128, 8192, P + 182032, 32);   /* stage2.step5.grad.relu1 not written by the forward: applied as dw reads it */
     /* 168 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 167 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1400832 * nB, 0, G + 181968, G + 182000, act + 1392640 * nB, act + 1384448 * nB, act + 1376256 * nB, fix + 1824, fix + 1856, P + 181968, P + 182000, B, 32, 256, nB * 688128);
     /* 166 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1376256 * nB, 0, G + 172752, act + 1400832 * nB, act + 1359872 * nB, P + 172752, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1376256 * nB, 0, G + 172752, act + 1400832 * nB, act + 1359872 * nB, act + 1368064 * nB, fix + 1760, fix + 1792, P + 172688, P + 172720, B, 32, 16, 16, nB * 679936, 8192, P + 172752, 32);   /* stage2.step5.grad.relu0 not written by the forward: applied as dw reads it */
     /* 165 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 164 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
@@ -2820,13 +2714,13 @@ static void FN(backward_10)(Model *m, int B)
     /* 163 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 162 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1359872 * nB, 0, G + 163472, act + 1810432 * nB, act + 1351680 * nB, P + 163472, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1359872 * nB, 0, G + 163472, act + 1810432 * nB, act + 1351680 * nB, act + 1343488 * nB, fix + 1696, fix + 1728, P + 163408, P + 163440, B, 32, 16, 16, nB * 671744, 8192, P + 163472, 32);   /* stage2.step4.grad.relu1 not written by the forward: applied as dw reads it */
     /* 161 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 160 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1368064 * nB, 0, G + 163408, G + 163440, act + 1359872 * nB, act + 1351680 * nB, act + 1343488 * nB, fix + 1696, fix + 1728, P + 163408, P + 163440, B, 32, 256, nB * 671744);
     /* 159 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1343488 * nB, 0, G + 154192, act + 1368064 * nB, act + 1327104 * nB, P + 154192, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1343488 * nB, 0, G + 154192, act + 1368064 * nB, act + 1327104 * nB, act + 1335296 * nB, fix + 1632, fix + 1664, P + 154128, P + 154160, B, 32, 16, 16, nB * 663552, 8192, P + 154192, 32);   /* stage2.step4.grad.relu0 not written by the forward: applied as dw reads it */
     /* 158 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 157 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
@@ -2834,13 +2728,13 @@ static void FN(backward_10)(Model *m, int B)
     /* 156 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 155 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1327104 * nB, 0, G + 144912, act + 1810432 * nB, act + 1318912 * nB, P + 144912, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1327104 * nB, 0, G + 144912, act + 1810432 * nB, act + 1318912 * nB, act + 1310720 * nB, fix + 1568, fix + 1600, P + 144848, P + 144880, B, 32, 16, 16, nB * 655360, 8192, P + 144912, 32);   /* stage2.step3.grad.relu1 not written by the forward: applied as dw reads it */
     /* 154 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 153 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1335296 * nB, 0, G + 144848, G + 144880, act + 1327104 * nB, act + 1318912 * nB, act + 1310720 * nB, fix + 1568, fix + 1600, P + 144848, P + 144880, B, 32, 256, nB * 655360);
     /* 152 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1310720 * nB, 0, G + 135632, act + 1335296 * nB, act + 1294336 * nB, P + 135632, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1310720 * nB, 0, G + 135632, act + 1335296 * nB, act + 1294336 * nB, act + 1302528 * nB, fix + 1504, fix + 1536, P + 135568, P + 135600, B, 32, 16, 16, nB * 647168, 8192, P + 135632, 32);   /* stage2.step3.grad.relu0 not written by the forward: applied as dw reads it */
     /* 151 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 150 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
@@ -2848,7 +2742,7 @@ static void FN(backward_10)(Model *m, int B)
     /* 149 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 148 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1294336 * nB, 0, G + 126352, act + 1810432 * nB, act + 1286144 * nB, P + 126352, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1294336 * nB, 0, G + 126352, act + 1810432 * nB, act + 1286144 * nB, act + 1277952 * nB, fix + 1440, fix + 1472, P + 126288, P + 126320, B, 32, 16, 16, nB * 638976, 8192, P + 126352, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 147 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 146 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -2866,7 +2760,7 @@ static void FN(backward_11)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 145 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1277952 * nB, 0, G + 117072, act + 1302528 * nB, act + 1261568 * nB, P + 117072, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1277952 * nB, 0, G + 117072, act + 1302528 * nB, act + 1261568 * nB, act + 1269760 * nB, fix + 1376, fix + 1408, P + 117008, P + 117040, B, 32, 16, 16, nB * 630784, 8192, P + 117072, 32);   /* stage2.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 144 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 143 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
@@ -2874,13 +2768,13 @@ static void FN(backward_11)(Model *m, int B)
     /* 142 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 141 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1261568 * nB, 0, G + 107792, act + 1810432 * nB, act + 1253376 * nB, P + 107792, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1261568 * nB, 0, G + 107792, act + 1810432 * nB, act + 1253376 * nB, act + 1236992 * nB, fix + 1312, fix + 1344, P + 107728, P + 107760, B, 32, 16, 16, nB * 622592, 8192, P + 107792, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 140 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 139 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 1269760 * nB, 0, G + 107728, G + 107760, act + 1261568 * nB, act + 1253376 * nB, act + 1236992 * nB, fix + 1312, fix + 1344, P + 107728, P + 107760, B, 32, 256, nB * 622592);
     /* 138 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 1236992 * nB, 0, G + 98512, act + 1269760 * nB, act + 1228800 * nB, P + 98512, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1236992 * nB, 0, G + 98512, act + 1269760 * nB, act + 1228800 * nB, act + 1245184 * nB, fix + 1248, fix + 1280, P + 98448, P + 98480, B, 32, 16, 16, nB * 614400, 8192, P + 98512, 32);   /* stage2.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 137 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 136 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
@@ -2890,7 +2784,7 @@ static void FN(backward_11)(Model *m, int B)
     /* 134 stage2.shortcut0 = pad(stage1.x18): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 1228800 * nB, 0, act + 1810432 * nB, B, 16, 32, 32, 32, 2);
     /* 133 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1245184 * nB, 0, G + 89232, act + 1810432 * nB, act + 1220608 * nB, P + 89232, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1245184 * nB, 0, G + 89232, act + 1810432 * nB, act + 1220608 * nB, act + 1212416 * nB, fix + 1184, fix + 1216, P + 89168, P + 89200, B, 32, 16, 16, nB * 606208, 8192, P + 89232, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 132 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 131 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -2904,13 +2798,13 @@ static void FN(backward_11)(Model *m, int B)
     /* 127 stage1.x18 = sum(stage1.x17, stage1.step17.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 126 stage1.step17.grad.conv1 = conv(stage1.step17.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1179648 * nB, 0, G + 82224, act + 1228800 * nB, act + 1163264 * nB, P + 82224, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1179648 * nB, 0, G + 82224, act + 1228800 * nB, act + 1163264 * nB, act + 1146880 * nB, fix + 1120, fix + 1136, P + 82192, P + 82208, B, 16, 32, 32, nB * 573440, 16384, P + 82224, 16);   /* stage1.step17.grad.relu1 not written by the forward: applied as dw reads it */
     /* 125 stage1.step17.grad.relu1 = relu(stage1.step17.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 124 stage1.step17.grad.bn1 = bn(stage1.step17.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1196032 * nB, 0, G + 82192, G + 82208, act + 1179648 * nB, act + 1163264 * nB, act + 1146880 * nB, fix + 1120, fix + 1136, P + 82192, P + 82208, B, 16, 1024, nB * 573440);
     /* 123 stage1.step17.grad.conv0 = conv(stage1.step17.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1146880 * nB, 0, G + 79888, act + 1196032 * nB, act + 1114112 * nB, P + 79888, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1146880 * nB, 0, G + 79888, act + 1196032 * nB, act + 1114112 * nB, act + 1130496 * nB, fix + 1088, fix + 1104, P + 79856, P + 79872, B, 16, 32, 32, nB * 557056, 16384, P + 79888, 16);   /* stage1.step17.grad.relu0 not written by the forward: applied as dw reads it */
     /* 122 stage1.step17.grad.relu0 = relu(stage1.step17.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -2930,13 +2824,13 @@ static void FN(backward_12)(Model *m, int B)
     /* 120 stage1.x17 = sum(stage1.x16, stage1.step16.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 119 stage1.step16.grad.conv1 = conv(stage1.step16.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1114112 * nB, 0, G + 77552, act + 1228800 * nB, act + 1097728 * nB, P + 77552, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1114112 * nB, 0, G + 77552, act + 1228800 * nB, act + 1097728 * nB, act + 1081344 * nB, fix + 1056, fix + 1072, P + 77520, P + 77536, B, 16, 32, 32, nB * 540672, 16384, P + 77552, 16);   /* stage1.step16.grad.relu1 not written by the forward: applied as dw reads it */
     /* 118 stage1.step16.grad.relu1 = relu(stage1.step16.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 117 stage1.step16.grad.bn1 = bn(stage1.step16.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1130496 * nB, 0, G + 77520, G + 77536, act + 1114112 * nB, act + 1097728 * nB, act + 1081344 * nB, fix + 1056, fix + 1072, P + 77520, P + 77536, B, 16, 1024, nB * 540672);
     /* 116 stage1.step16.grad.conv0 = conv(stage1.step16.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1081344 * nB, 0, G + 75216, act + 1130496 * nB, act + 1048576 * nB, P + 75216, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1081344 * nB, 0, G + 75216, act + 1130496 * nB, act + 1048576 * nB, act + 1064960 * nB, fix + 1024, fix + 1040, P + 75184, P + 75200, B, 16, 32, 32, nB * 524288, 16384, P + 75216, 16);   /* stage1.step16.grad.relu0 not written by the forward: applied as dw reads it */
     /* 115 stage1.step16.grad.relu0 = relu(stage1.step16.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 114 stage1.step16.grad.bn0 = bn(stage1.x16): 16x32x32 -> 16x32x32 */
@@ -2944,13 +2838,13 @@ static void FN(backward_12)(Model *m, int B)
     /* 113 stage1.x16 = sum(stage1.x15, stage1.step15.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 112 stage1.step15.grad.conv1 = conv(stage1.step15.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1048576 * nB, 0, G + 72880, act + 1228800 * nB, act + 1032192 * nB, P + 72880, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1048576 * nB, 0, G + 72880, act + 1228800 * nB, act + 1032192 * nB, act + 1015808 * nB, fix + 992, fix + 1008, P + 72848, P + 72864, B, 16, 32, 32, nB * 507904, 16384, P + 72880, 16);   /* stage1.step15.grad.relu1 not written by the forward: applied as dw reads it */
     /* 111 stage1.step15.grad.relu1 = relu(stage1.step15.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 110 stage1.step15.grad.bn1 = bn(stage1.step15.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 1064960 * nB, 0, G + 72848, G + 72864, act + 1048576 * nB, act + 1032192 * nB, act + 1015808 * nB, fix + 992, fix + 1008, P + 72848, P + 72864, B, 16, 1024, nB * 507904);
     /* 109 stage1.step15.grad.conv0 = conv(stage1.step15.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 1015808 * nB, 0, G + 70544, act + 1064960 * nB, act + 983040 * nB, P + 70544, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1015808 * nB, 0, G + 70544, act + 1064960 * nB, act + 983040 * nB, act + 999424 * nB, fix + 960, fix + 976, P + 70512, P + 70528, B, 16, 32, 32, nB * 491520, 16384, P + 70544, 16);   /* stage1.step15.grad.relu0 not written by the forward: applied as dw reads it */
     /* 108 stage1.step15.grad.relu0 = relu(stage1.step15.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 107 stage1.step15.grad.bn0 = bn(stage1.x15): 16x32x32 -> 16x32x32 */
@@ -2958,13 +2852,13 @@ static void FN(backward_12)(Model *m, int B)
     /* 106 stage1.x15 = sum(stage1.x14, stage1.step14.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 105 stage1.step14.grad.conv1 = conv(stage1.step14.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 983040 * nB, 0, G + 68208, act + 1228800 * nB, act + 966656 * nB, P + 68208, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 983040 * nB, 0, G + 68208, act + 1228800 * nB, act + 966656 * nB, act + 950272 * nB, fix + 928, fix + 944, P + 68176, P + 68192, B, 16, 32, 32, nB * 475136, 16384, P + 68208, 16);   /* stage1.step14.grad.relu1 not written by the forward: applied as dw reads it */
     /* 104 stage1.step14.grad.relu1 = relu(stage1.step14.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 103 stage1.step14.grad.bn1 = bn(stage1.step14.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 999424 * nB, 0, G + 68176, G + 68192, act + 983040 * nB, act + 966656 * nB, act + 950272 * nB, fix + 928, fix + 944, P + 68176, P + 68192, B, 16, 1024, nB * 475136);
     /* 102 stage1.step14.grad.conv0 = conv(stage1.step14.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 950272 * nB, 0, G + 65872, act + 999424 * nB, act + 917504 * nB, P + 65872, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 950272 * nB, 0, G + 65872, act + 999424 * nB, act + 917504 * nB, act + 933888 * nB, fix + 896, fix + 912, P + 65840, P + 65856, B, 16, 32, 32, nB * 458752, 16384, P + 65872, 16);   /* stage1.step14.grad.relu0 not written by the forward: applied as dw reads it */
     /* 101 stage1.step14.grad.relu0 = relu(stage1.step14.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 100 stage1.step14.grad.bn0 = bn(stage1.x14): 16x32x32 -> 16x32x32 */
@@ -2972,7 +2866,7 @@ static void FN(backward_12)(Model *m, int B)
     /* 99 stage1.x14 = sum(stage1.x13, stage1.step13.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 98 stage1.step13.grad.conv1 = conv(stage1.step13.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 917504 * nB, 0, G + 63536, act + 1228800 * nB, act + 901120 * nB, P + 63536, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 917504 * nB, 0, G + 63536, act + 1228800 * nB, act + 901120 * nB, act + 884736 * nB, fix + 864, fix + 880, P + 63504, P + 63520, B, 16, 32, 32, nB * 442368, 16384, P + 63536, 16);   /* stage1.step13.grad.relu1 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 13 of 17. */
@@ -2990,7 +2884,7 @@ static void FN(backward_13)(Model *m, int B)
     /* 96 stage1.step13.grad.bn1 = bn(stage1.step13.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 933888 * nB, 0, G + 63504, G + 63520, act + 917504 * nB, act + 901120 * nB, act + 884736 * nB, fix + 864, fix + 880, P + 63504, P + 63520, B, 16, 1024, nB * 442368);
     /* 95 stage1.step13.grad.conv0 = conv(stage1.step13.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 884736 * nB, 0, G + 61200, act + 933888 * nB, act + 851968 * nB, P + 61200, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 884736 * nB, 0, G + 61200, act + 933888 * nB, act + 851968 * nB, act + 868352 * nB, fix + 832, fix + 848, P + 61168, P + 61184, B, 16, 32, 32, nB * 425984, 16384, P + 61200, 16);   /* stage1.step13.grad.relu0 not written by the forward: applied as dw reads it */
     /* 94 stage1.step13.grad.relu0 = relu(stage1.step13.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 93 stage1.step13.grad.bn0 = bn(stage1.x13): 16x32x32 -> 16x32x32 */
@@ -2998,13 +2892,13 @@ static void FN(backward_13)(Model *m, int B)
     /* 92 stage1.x13 = sum(stage1.x12, stage1.step12.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 91 stage1.step12.grad.conv1 = conv(stage1.step12.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 851968 * nB, 0, G + 58864, act + 1228800 * nB, act + 835584 * nB, P + 58864, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 851968 * nB, 0, G + 58864, act + 1228800 * nB, act + 835584 * nB, act + 819200 * nB, fix + 800, fix + 816, P + 58832, P + 58848, B, 16, 32, 32, nB * 409600, 16384, P + 58864, 16);   /* stage1.step12.grad.relu1 not written by the forward: applied as dw reads it */
     /* 90 stage1.step12.grad.relu1 = relu(stage1.step12.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 89 stage1.step12.grad.bn1 = bn(stage1.step12.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 868352 * nB, 0, G + 58832, G + 58848, act + 851968 * nB, act + 835584 * nB, act + 819200 * nB, fix + 800, fix + 816, P + 58832, P + 58848, B, 16, 1024, nB * 409600);
     /* 88 stage1.step12.grad.conv0 = conv(stage1.step12.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 819200 * nB, 0, G + 56528, act + 868352 * nB, act + 786432 * nB, P + 56528, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 819200 * nB, 0, G + 56528, act + 868352 * nB, act + 786432 * nB, act + 802816 * nB, fix + 768, fix + 784, P + 56496, P + 56512, B, 16, 32, 32, nB * 393216, 16384, P + 56528, 16);   /* stage1.step12.grad.relu0 not written by the forward: applied as dw reads it */
     /* 87 stage1.step12.grad.relu0 = relu(stage1.step12.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 86 stage1.step12.grad.bn0 = bn(stage1.x12): 16x32x32 -> 16x32x32 */
@@ -3012,13 +2906,13 @@ static void FN(backward_13)(Model *m, int B)
     /* 85 stage1.x12 = sum(stage1.x11, stage1.step11.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 84 stage1.step11.grad.conv1 = conv(stage1.step11.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 786432 * nB, 0, G + 54192, act + 1228800 * nB, act + 770048 * nB, P + 54192, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 786432 * nB, 0, G + 54192, act + 1228800 * nB, act + 770048 * nB, act + 753664 * nB, fix + 736, fix + 752, P + 54160, P + 54176, B, 16, 32, 32, nB * 376832, 16384, P + 54192, 16);   /* stage1.step11.grad.relu1 not written by the forward: applied as dw reads it */
     /* 83 stage1.step11.grad.relu1 = relu(stage1.step11.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 82 stage1.step11.grad.bn1 = bn(stage1.step11.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 802816 * nB, 0, G + 54160, G + 54176, act + 786432 * nB, act + 770048 * nB, act + 753664 * nB, fix + 736, fix + 752, P + 54160, P + 54176, B, 16, 1024, nB * 376832);
     /* 81 stage1.step11.grad.conv0 = conv(stage1.step11.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 753664 * nB, 0, G + 51856, act + 802816 * nB, act + 720896 * nB, P + 51856, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 753664 * nB, 0, G + 51856, act + 802816 * nB, act + 720896 * nB, act + 737280 * nB, fix + 704, fix + 720, P + 51824, P + 51840, B, 16, 32, 32, nB * 360448, 16384, P + 51856, 16);   /* stage1.step11.grad.relu0 not written by the forward: applied as dw reads it */
     /* 80 stage1.step11.grad.relu0 = relu(stage1.step11.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 79 stage1.step11.grad.bn0 = bn(stage1.x11): 16x32x32 -> 16x32x32 */
@@ -3026,13 +2920,13 @@ static void FN(backward_13)(Model *m, int B)
     /* 78 stage1.x11 = sum(stage1.x10, stage1.step10.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 77 stage1.step10.grad.conv1 = conv(stage1.step10.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 720896 * nB, 0, G + 49520, act + 1228800 * nB, act + 704512 * nB, P + 49520, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 720896 * nB, 0, G + 49520, act + 1228800 * nB, act + 704512 * nB, act + 688128 * nB, fix + 672, fix + 688, P + 49488, P + 49504, B, 16, 32, 32, nB * 344064, 16384, P + 49520, 16);   /* stage1.step10.grad.relu1 not written by the forward: applied as dw reads it */
     /* 76 stage1.step10.grad.relu1 = relu(stage1.step10.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 75 stage1.step10.grad.bn1 = bn(stage1.step10.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 737280 * nB, 0, G + 49488, G + 49504, act + 720896 * nB, act + 704512 * nB, act + 688128 * nB, fix + 672, fix + 688, P + 49488, P + 49504, B, 16, 1024, nB * 344064);
     /* 74 stage1.step10.grad.conv0 = conv(stage1.step10.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 688128 * nB, 0, G + 47184, act + 737280 * nB, act + 655360 * nB, P + 47184, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 688128 * nB, 0, G + 47184, act + 737280 * nB, act + 655360 * nB, act + 671744 * nB, fix + 640, fix + 656, P + 47152, P + 47168, B, 16, 32, 32, nB * 327680, 16384, P + 47184, 16);   /* stage1.step10.grad.relu0 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 14 of 17. */
@@ -3052,13 +2946,13 @@ static void FN(backward_14)(Model *m, int B)
     /* 71 stage1.x10 = sum(stage1.x9, stage1.step9.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 70 stage1.step9.grad.conv1 = conv(stage1.step9.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 655360 * nB, 0, G + 44848, act + 1228800 * nB, act + 638976 * nB, P + 44848, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 655360 * nB, 0, G + 44848, act + 1228800 * nB, act + 638976 * nB, act + 622592 * nB, fix + 608, fix + 624, P + 44816, P + 44832, B, 16, 32, 32, nB * 311296, 16384, P + 44848, 16);   /* stage1.step9.grad.relu1 not written by the forward: applied as dw reads it */
     /* 69 stage1.step9.grad.relu1 = relu(stage1.step9.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage1.step9.grad.bn1 = bn(stage1.step9.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 671744 * nB, 0, G + 44816, G + 44832, act + 655360 * nB, act + 638976 * nB, act + 622592 * nB, fix + 608, fix + 624, P + 44816, P + 44832, B, 16, 1024, nB * 311296);
     /* 67 stage1.step9.grad.conv0 = conv(stage1.step9.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 622592 * nB, 0, G + 42512, act + 671744 * nB, act + 589824 * nB, P + 42512, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 622592 * nB, 0, G + 42512, act + 671744 * nB, act + 589824 * nB, act + 606208 * nB, fix + 576, fix + 592, P + 42480, P + 42496, B, 16, 32, 32, nB * 294912, 16384, P + 42512, 16);   /* stage1.step9.grad.relu0 not written by the forward: applied as dw reads it */
     /* 66 stage1.step9.grad.relu0 = relu(stage1.step9.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 65 stage1.step9.grad.bn0 = bn(stage1.x9): 16x32x32 -> 16x32x32 */
@@ -3066,13 +2960,13 @@ static void FN(backward_14)(Model *m, int B)
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 589824 * nB, 0, G + 40176, act + 1228800 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 589824 * nB, 0, G + 40176, act + 1228800 * nB, act + 573440 * nB, act + 557056 * nB, fix + 544, fix + 560, P + 40144, P + 40160, B, 16, 32, 32, nB * 278528, 16384, P + 40176, 16);   /* stage1.step8.grad.relu1 not written by the forward: applied as dw reads it */
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 606208 * nB, 0, G + 40144, G + 40160, act + 589824 * nB, act + 573440 * nB, act + 557056 * nB, fix + 544, fix + 560, P + 40144, P + 40160, B, 16, 1024, nB * 278528);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 557056 * nB, 0, G + 37840, act + 606208 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 557056 * nB, 0, G + 37840, act + 606208 * nB, act + 524288 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, P + 37824, B, 16, 32, 32, nB * 262144, 16384, P + 37840, 16);   /* stage1.step8.grad.relu0 not written by the forward: applied as dw reads it */
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
@@ -3080,13 +2974,13 @@ static void FN(backward_14)(Model *m, int B)
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 524288 * nB, 0, G + 35504, act + 1228800 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 524288 * nB, 0, G + 35504, act + 1228800 * nB, act + 507904 * nB, act + 491520 * nB, fix + 480, fix + 496, P + 35472, P + 35488, B, 16, 32, 32, nB * 245760, 16384, P + 35504, 16);   /* stage1.step7.grad.relu1 not written by the forward: applied as dw reads it */
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 540672 * nB, 0, G + 35472, G + 35488, act + 524288 * nB, act + 507904 * nB, act + 491520 * nB, fix + 480, fix + 496, P + 35472, P + 35488, B, 16, 1024, nB * 245760);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 491520 * nB, 0, G + 33168, act + 540672 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 491520 * nB, 0, G + 33168, act + 540672 * nB, act + 458752 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, P + 33152, B, 16, 32, 32, nB * 229376, 16384, P + 33168, 16);   /* stage1.step7.grad.relu0 not written by the forward: applied as dw reads it */
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
@@ -3106,13 +3000,13 @@ static void FN(backward_15)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 458752 * nB, 0, G + 30832, act + 1228800 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 458752 * nB, 0, G + 30832, act + 1228800 * nB, act + 442368 * nB, act + 425984 * nB, fix + 416, fix + 432, P + 30800, P + 30816, B, 16, 32, 32, nB * 212992, 16384, P + 30832, 16);   /* stage1.step6.grad.relu1 not written by the forward: applied as dw reads it */
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 475136 * nB, 0, G + 30800, G + 30816, act + 458752 * nB, act + 442368 * nB, act + 425984 * nB, fix + 416, fix + 432, P + 30800, P + 30816, B, 16, 1024, nB * 212992);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 28496, act + 475136 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 425984 * nB, 0, G + 28496, act + 475136 * nB, act + 393216 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, P + 28480, B, 16, 32, 32, nB * 196608, 16384, P + 28496, 16);   /* stage1.step6.grad.relu0 not written by the forward: applied as dw reads it */
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
@@ -3120,13 +3014,13 @@ static void FN(backward_15)(Model *m, int B)
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 393216 * nB, 0, G + 26160, act + 1228800 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 393216 * nB, 0, G + 26160, act + 1228800 * nB, act + 376832 * nB, act + 360448 * nB, fix + 352, fix + 368, P + 26128, P + 26144, B, 16, 32, 32, nB * 180224, 16384, P + 26160, 16);   /* stage1.step5.grad.relu1 not written by the forward: applied as dw reads it */
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 409600 * nB, 0, G + 26128, G + 26144, act + 393216 * nB, act + 376832 * nB, act + 360448 * nB, fix + 352, fix + 368, P + 26128, P + 26144, B, 16, 1024, nB * 180224);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 23824, act + 409600 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 360448 * nB, 0, G + 23824, act + 409600 * nB, act + 327680 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, P + 23808, B, 16, 32, 32, nB * 163840, 16384, P + 23824, 16);   /* stage1.step5.grad.relu0 not written by the forward: applied as dw reads it */
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
@@ -3134,13 +3028,13 @@ static void FN(backward_15)(Model *m, int B)
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 327680 * nB, 0, G + 21488, act + 1228800 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 327680 * nB, 0, G + 21488, act + 1228800 * nB, act + 311296 * nB, act + 294912 * nB, fix + 288, fix + 304, P + 21456, P + 21472, B, 16, 32, 32, nB * 147456, 16384, P + 21488, 16);   /* stage1.step4.grad.relu1 not written by the forward: applied as dw reads it */
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 0, G + 21456, G + 21472, act + 327680 * nB, act + 311296 * nB, act + 294912 * nB, fix + 288, fix + 304, P + 21456, P + 21472, B, 16, 1024, nB * 147456);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 19152, act + 344064 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 294912 * nB, 0, G + 19152, act + 344064 * nB, act + 262144 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, P + 19136, B, 16, 32, 32, nB * 131072, 16384, P + 19152, 16);   /* stage1.step4.grad.relu0 not written by the forward: applied as dw reads it */
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
@@ -3148,7 +3042,7 @@ static void FN(backward_15)(Model *m, int B)
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 262144 * nB, 0, G + 16816, act + 1228800 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 262144 * nB, 0, G + 16816, act + 1228800 * nB, act + 245760 * nB, act + 229376 * nB, fix + 224, fix + 240, P + 16784, P + 16800, B, 16, 32, 32, nB * 114688, 16384, P + 16816, 16);   /* stage1.step3.grad.relu1 not written by the forward: applied as dw reads it */
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -3166,7 +3060,7 @@ static void FN(backward_16)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 14480, act + 278528 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 229376 * nB, 0, G + 14480, act + 278528 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 32, 32, nB * 98304, 16384, P + 14480, 16);   /* stage1.step3.grad.relu0 not written by the forward: applied as dw reads it */
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
@@ -3174,13 +3068,13 @@ static void FN(backward_16)(Model *m, int B)
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 1228800 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 1228800 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 32, 32, nB * 81920, 16384, P + 12144, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 196608 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 32, 32, nB * 65536, 16384, P + 9808, 16);   /* stage1.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
@@ -3188,13 +3082,13 @@ static void FN(backward_16)(Model *m, int B)
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 1228800 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 1228800 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 32, 32, nB * 49152, 16384, P + 7472, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 32, 32, nB * 32768, 16384, P + 5136, 16);   /* stage1.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
@@ -3202,13 +3096,13 @@ static void FN(backward_16)(Model *m, int B)
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 1228800 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 1228800 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 32, 32, nB * 16384, 16384, P + 2800, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 81920 * nB, 0, G + 2768, G + 2784, act + 65536 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 1024, nB * 16384);
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 32, 32, nB * 0, 16384, P + 464, 16);   /* stage1.step0.grad.relu0 not written by the forward: applied as dw reads it */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */

@@ -462,80 +462,73 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 1 stem.conv0 = conv(input): 3x32x32 -> 16x32x32 */
     FN(rt_conv2d_forward_mode)(ctx, train, act, m->input, P, B, 3, 32, 32, 16, 3, 1, 1);
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 1024, 0.1, 1e-05, nB * 0);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 32768 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 32768 * nB, NULL, act + 16384 * nB, fix, fix + 16, buf, buf + 16, act, P + 432, P + 448, B, 16, 32, 32, 0.1, 1e-05, nB * 0, P + 464, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2800, 16, -1, act, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 1024, 0.1, 1e-05, nB * 32768);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 98304 * nB, NULL, act + 65536 * nB, fix + 64, fix + 80, buf + 64, buf + 80, act + 81920 * nB, P + 5104, P + 5120, B, 16, 32, 32, 0.1, 1e-05, nB * 32768, P + 5136, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, act + 81920 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 81920 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, -1, act + 81920 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 147456 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 81920 * nB, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 1024, 0.1, 1e-05, nB * 65536);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 163840 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 163840 * nB, NULL, act + 131072 * nB, fix + 128, fix + 144, buf + 128, buf + 144, act + 147456 * nB, P + 9776, P + 9792, B, 16, 32, 32, 0.1, 1e-05, nB * 65536, P + 9808, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 9776, P + 9792, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 147456 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12144, 16, -1, act + 147456 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 212992 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 147456 * nB, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -552,85 +545,78 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 229376 * nB, NULL, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 32, 32, 0.1, 1e-05, nB * 98304, P + 14480, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 245760 * nB, act + 196608 * nB, act + 212992 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1, P + 14448, P + 14464, buf + 192, buf + 208, 1e-05, nB * 98304, P + 16784, P + 16800, buf + 224, buf + 240, 1e-05, 1, nB * 114688);
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 229376 * nB, P + 16784, P + 16800, B, 16, 1024, 0.1, 1e-05, nB * 114688);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 278528 * nB, act + 262144 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 212992 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 278528 * nB, act + 262144 * nB, act + 245760 * nB, fix + 224, fix + 240, buf + 224, buf + 240, act + 229376 * nB, P + 16784, P + 16800, B, 16, 32, 32, 0.1, 1e-05, nB * 114688, P + 16816, 16, -1, act + 212992 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 278528 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 212992 * nB, 1);
     /* 29 stage1.x4 = sum(stage1.x3, stage1.step3.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 262144 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 1024, 0.1, 1e-05, nB * 131072);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 294912 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 294912 * nB, NULL, act + 262144 * nB, fix + 256, fix + 272, buf + 256, buf + 272, act + 278528 * nB, P + 19120, P + 19136, B, 16, 32, 32, 0.1, 1e-05, nB * 131072, P + 19152, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 311296 * nB, act + 262144 * nB, act + 278528 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1, P + 19120, P + 19136, buf + 256, buf + 272, 1e-05, nB * 131072, P + 21456, P + 21472, buf + 288, buf + 304, 1e-05, 1, nB * 147456);
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 294912 * nB, P + 21456, P + 21472, B, 16, 1024, 0.1, 1e-05, nB * 147456);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 278528 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, fix + 288, fix + 304, buf + 288, buf + 304, act + 294912 * nB, P + 21456, P + 21472, B, 16, 32, 32, 0.1, 1e-05, nB * 147456, P + 21488, 16, -1, act + 278528 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 344064 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 278528 * nB, 1);
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 327680 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 1024, 0.1, 1e-05, nB * 163840);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 360448 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 360448 * nB, NULL, act + 327680 * nB, fix + 320, fix + 336, buf + 320, buf + 336, act + 344064 * nB, P + 23792, P + 23808, B, 16, 32, 32, 0.1, 1e-05, nB * 163840, P + 23824, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 376832 * nB, act + 327680 * nB, act + 344064 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1, P + 23792, P + 23808, buf + 320, buf + 336, 1e-05, nB * 163840, P + 26128, P + 26144, buf + 352, buf + 368, 1e-05, 1, nB * 180224);
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 360448 * nB, P + 26128, P + 26144, B, 16, 1024, 0.1, 1e-05, nB * 180224);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 409600 * nB, act + 393216 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 344064 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 409600 * nB, act + 393216 * nB, act + 376832 * nB, fix + 352, fix + 368, buf + 352, buf + 368, act + 360448 * nB, P + 26128, P + 26144, B, 16, 32, 32, 0.1, 1e-05, nB * 180224, P + 26160, 16, -1, act + 344064 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 409600 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 344064 * nB, 1);
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 393216 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 1024, 0.1, 1e-05, nB * 196608);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 425984 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 425984 * nB, NULL, act + 393216 * nB, fix + 384, fix + 400, buf + 384, buf + 400, act + 409600 * nB, P + 28464, P + 28480, B, 16, 32, 32, 0.1, 1e-05, nB * 196608, P + 28496, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 442368 * nB, act + 393216 * nB, act + 409600 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1, P + 28464, P + 28480, buf + 384, buf + 400, 1e-05, nB * 196608, P + 30800, P + 30816, buf + 416, buf + 432, 1e-05, 1, nB * 212992);
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 425984 * nB, P + 30800, P + 30816, B, 16, 1024, 0.1, 1e-05, nB * 212992);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -647,56 +633,52 @@ static void FN(forward_3)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 475136 * nB, act + 458752 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 409600 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 475136 * nB, act + 458752 * nB, act + 442368 * nB, fix + 416, fix + 432, buf + 416, buf + 432, act + 425984 * nB, P + 30800, P + 30816, B, 16, 32, 32, 0.1, 1e-05, nB * 212992, P + 30832, 16, -1, act + 409600 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 475136 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 409600 * nB, 1);
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 51 stage1.step7.grad.bn0 = bn(stage1.x7): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 458752 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 1024, 0.1, 1e-05, nB * 229376);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 52 stage1.step7.grad.relu0 = relu(stage1.step7.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 491520 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 491520 * nB, NULL, act + 458752 * nB, fix + 448, fix + 464, buf + 448, buf + 464, act + 475136 * nB, P + 33136, P + 33152, B, 16, 32, 32, 0.1, 1e-05, nB * 229376, P + 33168, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 507904 * nB, act + 458752 * nB, act + 475136 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1, P + 33136, P + 33152, buf + 448, buf + 464, 1e-05, nB * 229376, P + 35472, P + 35488, buf + 480, buf + 496, 1e-05, 1, nB * 245760);
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 491520 * nB, P + 35472, P + 35488, B, 16, 1024, 0.1, 1e-05, nB * 245760);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 540672 * nB, act + 524288 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 475136 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 540672 * nB, act + 524288 * nB, act + 507904 * nB, fix + 480, fix + 496, buf + 480, buf + 496, act + 491520 * nB, P + 35472, P + 35488, B, 16, 32, 32, 0.1, 1e-05, nB * 245760, P + 35504, 16, -1, act + 475136 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 540672 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 475136 * nB, 1);
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 524288 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 1024, 0.1, 1e-05, nB * 262144);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 557056 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 557056 * nB, NULL, act + 524288 * nB, fix + 512, fix + 528, buf + 512, buf + 528, act + 540672 * nB, P + 37808, P + 37824, B, 16, 32, 32, 0.1, 1e-05, nB * 262144, P + 37840, 16, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 573440 * nB, act + 524288 * nB, act + 540672 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1, P + 37808, P + 37824, buf + 512, buf + 528, 1e-05, nB * 262144, P + 40144, P + 40160, buf + 544, buf + 560, 1e-05, 1, nB * 278528);
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 557056 * nB, P + 40144, P + 40160, B, 16, 1024, 0.1, 1e-05, nB * 278528);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 606208 * nB, act + 589824 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, (T)-1, act + 540672 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 606208 * nB, act + 589824 * nB, act + 573440 * nB, fix + 544, fix + 560, buf + 544, buf + 560, act + 557056 * nB, P + 40144, P + 40160, B, 16, 32, 32, 0.1, 1e-05, nB * 278528, P + 40176, 16, -1, act + 540672 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 606208 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 540672 * nB, 1);
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
@@ -711,8 +693,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 67 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
     FN(rt_conv2d_forward)(ctx, act + 622592 * nB, act + 589824 * nB, P + 42512, B, 16, 32, 32, 32, 3, 2, 1);
     /* 68 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 630784 * nB, fix + 608, fix + 640, buf + 608, buf + 640, act + 622592 * nB, P + 47120, P + 47152, B, 32, 256, 0.1, 1e-05, nB * 311296);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 69 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -721,8 +702,8 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 71 stage2.shortcut0 = pad(stage1.x9): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 647168 * nB, act + 606208 * nB, B, 16, 32, 32, 32, 2);
     /* 72 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 655360 * nB, act + 638976 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 647168 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 655360 * nB, act + 638976 * nB, act + 630784 * nB, fix + 608, fix + 640, buf + 608, buf + 640, act + 622592 * nB, P + 47120, P + 47152, B, 32, 16, 16, 0.1, 1e-05, nB * 311296, P + 47184, 32, -1, act + 647168 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 655360 * nB, act + 630784 * nB, act + 622592 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1, P + 47120, P + 47152, buf + 608, buf + 640, 1e-05, nB * 311296, -1, act + 647168 * nB, 1);
 }
@@ -738,86 +719,79 @@ static void FN(forward_4)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 638976 * nB, fix + 672, fix + 704, buf + 672, buf + 704, act + 655360 * nB, P + 56400, P + 56432, B, 32, 256, 0.1, 1e-05, nB * 319488);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 74 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 75 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 647168 * nB, act + 638976 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 647168 * nB, NULL, act + 638976 * nB, fix + 672, fix + 704, buf + 672, buf + 704, act + 655360 * nB, P + 56400, P + 56432, B, 32, 16, 16, 0.1, 1e-05, nB * 319488, P + 56464, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 663552 * nB, act + 638976 * nB, act + 655360 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1, P + 56400, P + 56432, buf + 672, buf + 704, 1e-05, nB * 319488, P + 65680, P + 65712, buf + 736, buf + 768, 1e-05, 1, nB * 327680);
     /* 76 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 663552 * nB, fix + 736, fix + 768, buf + 736, buf + 768, act + 647168 * nB, P + 65680, P + 65712, B, 32, 256, 0.1, 1e-05, nB * 327680);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 77 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 78 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 679936 * nB, act + 671744 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 655360 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 679936 * nB, act + 671744 * nB, act + 663552 * nB, fix + 736, fix + 768, buf + 736, buf + 768, act + 647168 * nB, P + 65680, P + 65712, B, 32, 16, 16, 0.1, 1e-05, nB * 327680, P + 65744, 32, -1, act + 655360 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 679936 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 655360 * nB, 1);
     /* 79 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 80 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 671744 * nB, fix + 800, fix + 832, buf + 800, buf + 832, act + 679936 * nB, P + 74960, P + 74992, B, 32, 256, 0.1, 1e-05, nB * 335872);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 81 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 82 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 688128 * nB, act + 671744 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 688128 * nB, NULL, act + 671744 * nB, fix + 800, fix + 832, buf + 800, buf + 832, act + 679936 * nB, P + 74960, P + 74992, B, 32, 16, 16, 0.1, 1e-05, nB * 335872, P + 75024, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 696320 * nB, act + 671744 * nB, act + 679936 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1, P + 74960, P + 74992, buf + 800, buf + 832, 1e-05, nB * 335872, P + 84240, P + 84272, buf + 864, buf + 896, 1e-05, 1, nB * 344064);
     /* 83 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 696320 * nB, fix + 864, fix + 896, buf + 864, buf + 896, act + 688128 * nB, P + 84240, P + 84272, B, 32, 256, 0.1, 1e-05, nB * 344064);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 84 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 85 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 712704 * nB, act + 704512 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 679936 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 712704 * nB, act + 704512 * nB, act + 696320 * nB, fix + 864, fix + 896, buf + 864, buf + 896, act + 688128 * nB, P + 84240, P + 84272, B, 32, 16, 16, 0.1, 1e-05, nB * 344064, P + 84304, 32, -1, act + 679936 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 712704 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 679936 * nB, 1);
     /* 86 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 87 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 704512 * nB, fix + 928, fix + 960, buf + 928, buf + 960, act + 712704 * nB, P + 93520, P + 93552, B, 32, 256, 0.1, 1e-05, nB * 352256);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 88 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 89 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 720896 * nB, act + 704512 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 720896 * nB, NULL, act + 704512 * nB, fix + 928, fix + 960, buf + 928, buf + 960, act + 712704 * nB, P + 93520, P + 93552, B, 32, 16, 16, 0.1, 1e-05, nB * 352256, P + 93584, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 729088 * nB, act + 704512 * nB, act + 712704 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1, P + 93520, P + 93552, buf + 928, buf + 960, 1e-05, nB * 352256, P + 102800, P + 102832, buf + 992, buf + 1024, 1e-05, 1, nB * 360448);
     /* 90 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 729088 * nB, fix + 992, fix + 1024, buf + 992, buf + 1024, act + 720896 * nB, P + 102800, P + 102832, B, 32, 256, 0.1, 1e-05, nB * 360448);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 91 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 92 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 745472 * nB, act + 737280 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 712704 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 745472 * nB, act + 737280 * nB, act + 729088 * nB, fix + 992, fix + 1024, buf + 992, buf + 1024, act + 720896 * nB, P + 102800, P + 102832, B, 32, 16, 16, 0.1, 1e-05, nB * 360448, P + 102864, 32, -1, act + 712704 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 745472 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 712704 * nB, 1);
     /* 93 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 94 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 737280 * nB, fix + 1056, fix + 1088, buf + 1056, buf + 1088, act + 745472 * nB, P + 112080, P + 112112, B, 32, 256, 0.1, 1e-05, nB * 368640);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 95 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 96 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 753664 * nB, act + 737280 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 753664 * nB, NULL, act + 737280 * nB, fix + 1056, fix + 1088, buf + 1056, buf + 1088, act + 745472 * nB, P + 112080, P + 112112, B, 32, 16, 16, 0.1, 1e-05, nB * 368640, P + 112144, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 761856 * nB, act + 737280 * nB, act + 745472 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1, P + 112080, P + 112112, buf + 1056, buf + 1088, 1e-05, nB * 368640, P + 121360, P + 121392, buf + 1120, buf + 1152, 1e-05, 1, nB * 376832);
 }
@@ -833,86 +807,79 @@ static void FN(forward_5)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 97 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 761856 * nB, fix + 1120, fix + 1152, buf + 1120, buf + 1152, act + 753664 * nB, P + 121360, P + 121392, B, 32, 256, 0.1, 1e-05, nB * 376832);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 98 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 99 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 778240 * nB, act + 770048 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 745472 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 778240 * nB, act + 770048 * nB, act + 761856 * nB, fix + 1120, fix + 1152, buf + 1120, buf + 1152, act + 753664 * nB, P + 121360, P + 121392, B, 32, 16, 16, 0.1, 1e-05, nB * 376832, P + 121424, 32, -1, act + 745472 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 778240 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 745472 * nB, 1);
     /* 100 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 101 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 770048 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 778240 * nB, P + 130640, P + 130672, B, 32, 256, 0.1, 1e-05, nB * 385024);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 102 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 103 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 786432 * nB, act + 770048 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 786432 * nB, NULL, act + 770048 * nB, fix + 1184, fix + 1216, buf + 1184, buf + 1216, act + 778240 * nB, P + 130640, P + 130672, B, 32, 16, 16, 0.1, 1e-05, nB * 385024, P + 130704, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 794624 * nB, act + 770048 * nB, act + 778240 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1, P + 130640, P + 130672, buf + 1184, buf + 1216, 1e-05, nB * 385024, P + 139920, P + 139952, buf + 1248, buf + 1280, 1e-05, 1, nB * 393216);
     /* 104 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 794624 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 786432 * nB, P + 139920, P + 139952, B, 32, 256, 0.1, 1e-05, nB * 393216);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 105 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 106 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 811008 * nB, act + 802816 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 778240 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 811008 * nB, act + 802816 * nB, act + 794624 * nB, fix + 1248, fix + 1280, buf + 1248, buf + 1280, act + 786432 * nB, P + 139920, P + 139952, B, 32, 16, 16, 0.1, 1e-05, nB * 393216, P + 139984, 32, -1, act + 778240 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 811008 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 778240 * nB, 1);
     /* 107 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 108 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 802816 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 811008 * nB, P + 149200, P + 149232, B, 32, 256, 0.1, 1e-05, nB * 401408);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 109 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 110 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 819200 * nB, act + 802816 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 819200 * nB, NULL, act + 802816 * nB, fix + 1312, fix + 1344, buf + 1312, buf + 1344, act + 811008 * nB, P + 149200, P + 149232, B, 32, 16, 16, 0.1, 1e-05, nB * 401408, P + 149264, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 827392 * nB, act + 802816 * nB, act + 811008 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1, P + 149200, P + 149232, buf + 1312, buf + 1344, 1e-05, nB * 401408, P + 158480, P + 158512, buf + 1376, buf + 1408, 1e-05, 1, nB * 409600);
     /* 111 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 827392 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 819200 * nB, P + 158480, P + 158512, B, 32, 256, 0.1, 1e-05, nB * 409600);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 112 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 113 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 843776 * nB, act + 835584 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 811008 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 843776 * nB, act + 835584 * nB, act + 827392 * nB, fix + 1376, fix + 1408, buf + 1376, buf + 1408, act + 819200 * nB, P + 158480, P + 158512, B, 32, 16, 16, 0.1, 1e-05, nB * 409600, P + 158544, 32, -1, act + 811008 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 843776 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 811008 * nB, 1);
     /* 114 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 115 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 835584 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 843776 * nB, P + 167760, P + 167792, B, 32, 256, 0.1, 1e-05, nB * 417792);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 116 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 117 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 851968 * nB, act + 835584 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 851968 * nB, NULL, act + 835584 * nB, fix + 1440, fix + 1472, buf + 1440, buf + 1472, act + 843776 * nB, P + 167760, P + 167792, B, 32, 16, 16, 0.1, 1e-05, nB * 417792, P + 167824, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 860160 * nB, act + 835584 * nB, act + 843776 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1, P + 167760, P + 167792, buf + 1440, buf + 1472, 1e-05, nB * 417792, P + 177040, P + 177072, buf + 1504, buf + 1536, 1e-05, 1, nB * 425984);
     /* 118 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 860160 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 851968 * nB, P + 177040, P + 177072, B, 32, 256, 0.1, 1e-05, nB * 425984);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 119 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 120 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 876544 * nB, act + 868352 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 843776 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 876544 * nB, act + 868352 * nB, act + 860160 * nB, fix + 1504, fix + 1536, buf + 1504, buf + 1536, act + 851968 * nB, P + 177040, P + 177072, B, 32, 16, 16, 0.1, 1e-05, nB * 425984, P + 177104, 32, -1, act + 843776 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 876544 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 843776 * nB, 1);
 }
@@ -930,25 +897,23 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 121 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 122 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 868352 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 876544 * nB, P + 186320, P + 186352, B, 32, 256, 0.1, 1e-05, nB * 434176);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 123 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 124 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 884736 * nB, act + 868352 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 884736 * nB, NULL, act + 868352 * nB, fix + 1568, fix + 1600, buf + 1568, buf + 1600, act + 876544 * nB, P + 186320, P + 186352, B, 32, 16, 16, 0.1, 1e-05, nB * 434176, P + 186384, 32, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 892928 * nB, act + 868352 * nB, act + 876544 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1, P + 186320, P + 186352, buf + 1568, buf + 1600, 1e-05, nB * 434176, P + 195600, P + 195632, buf + 1632, buf + 1664, 1e-05, 1, nB * 442368);
     /* 125 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 892928 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 884736 * nB, P + 195600, P + 195632, B, 32, 256, 0.1, 1e-05, nB * 442368);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 126 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 127 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 909312 * nB, act + 901120 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1, (T)-1, act + 876544 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 909312 * nB, act + 901120 * nB, act + 892928 * nB, fix + 1632, fix + 1664, buf + 1632, buf + 1664, act + 884736 * nB, P + 195600, P + 195632, B, 32, 16, 16, 0.1, 1e-05, nB * 442368, P + 195664, 32, -1, act + 876544 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 909312 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 876544 * nB, 1);
     /* 128 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -963,8 +928,7 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 131 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
     FN(rt_conv2d_forward)(ctx, act + 917504 * nB, act + 901120 * nB, P + 204944, B, 32, 16, 16, 64, 3, 2, 1);
     /* 132 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 921600 * nB, fix + 1760, fix + 1824, buf + 1760, buf + 1824, act + 917504 * nB, P + 223376, P + 223440, B, 64, 64, 0.1, 1e-05, nB * 458752);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 133 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -973,37 +937,34 @@ static void FN(forward_6)(Model *m, int B, int train)
     /* 135 stage3.shortcut0 = pad(stage2.x9): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 929792 * nB, act + 909312 * nB, B, 32, 16, 16, 64, 2);
     /* 136 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 933888 * nB, act + 925696 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 929792 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 933888 * nB, act + 925696 * nB, act + 921600 * nB, fix + 1760, fix + 1824, buf + 1760, buf + 1824, act + 917504 * nB, P + 223376, P + 223440, B, 64, 8, 8, 0.1, 1e-05, nB * 458752, P + 223504, 64, -1, act + 929792 * nB, 1);
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 933888 * nB, act + 921600 * nB, act + 917504 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1, P + 223376, P + 223440, buf + 1760, buf + 1824, 1e-05, nB * 458752, -1, act + 929792 * nB, 1);
     /* 137 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 925696 * nB, fix + 1888, fix + 1952, buf + 1888, buf + 1952, act + 933888 * nB, P + 260368, P + 260432, B, 64, 64, 0.1, 1e-05, nB * 462848);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 138 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 139 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 929792 * nB, act + 925696 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 929792 * nB, NULL, act + 925696 * nB, fix + 1888, fix + 1952, buf + 1888, buf + 1952, act + 933888 * nB, P + 260368, P + 260432, B, 64, 8, 8, 0.1, 1e-05, nB * 462848, P + 260496, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 937984 * nB, act + 925696 * nB, act + 933888 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1, P + 260368, P + 260432, buf + 1888, buf + 1952, 1e-05, nB * 462848, P + 297360, P + 297424, buf + 2016, buf + 2080, 1e-05, 1, nB * 466944);
     /* 140 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 937984 * nB, fix + 2016, fix + 2080, buf + 2016, buf + 2080, act + 929792 * nB, P + 297360, P + 297424, B, 64, 64, 0.1, 1e-05, nB * 466944);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 141 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 142 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 946176 * nB, act + 942080 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 933888 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 946176 * nB, act + 942080 * nB, act + 937984 * nB, fix + 2016, fix + 2080, buf + 2016, buf + 2080, act + 929792 * nB, P + 297360, P + 297424, B, 64, 8, 8, 0.1, 1e-05, nB * 466944, P + 297488, 64, -1, act + 933888 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 946176 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 933888 * nB, 1);
     /* 143 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 144 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 942080 * nB, fix + 2144, fix + 2208, buf + 2144, buf + 2208, act + 946176 * nB, P + 334352, P + 334416, B, 64, 64, 0.1, 1e-05, nB * 471040);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
 }
 
@@ -1020,85 +981,78 @@ static void FN(forward_7)(Model *m, int B, int train)
     /* 145 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 146 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 950272 * nB, act + 942080 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 950272 * nB, NULL, act + 942080 * nB, fix + 2144, fix + 2208, buf + 2144, buf + 2208, act + 946176 * nB, P + 334352, P + 334416, B, 64, 8, 8, 0.1, 1e-05, nB * 471040, P + 334480, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 954368 * nB, act + 942080 * nB, act + 946176 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1, P + 334352, P + 334416, buf + 2144, buf + 2208, 1e-05, nB * 471040, P + 371344, P + 371408, buf + 2272, buf + 2336, 1e-05, 1, nB * 475136);
     /* 147 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 954368 * nB, fix + 2272, fix + 2336, buf + 2272, buf + 2336, act + 950272 * nB, P + 371344, P + 371408, B, 64, 64, 0.1, 1e-05, nB * 475136);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 148 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 149 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 962560 * nB, act + 958464 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 946176 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 962560 * nB, act + 958464 * nB, act + 954368 * nB, fix + 2272, fix + 2336, buf + 2272, buf + 2336, act + 950272 * nB, P + 371344, P + 371408, B, 64, 8, 8, 0.1, 1e-05, nB * 475136, P + 371472, 64, -1, act + 946176 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 962560 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 946176 * nB, 1);
     /* 150 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 151 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 958464 * nB, fix + 2400, fix + 2464, buf + 2400, buf + 2464, act + 962560 * nB, P + 408336, P + 408400, B, 64, 64, 0.1, 1e-05, nB * 479232);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 152 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 153 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 966656 * nB, act + 958464 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 966656 * nB, NULL, act + 958464 * nB, fix + 2400, fix + 2464, buf + 2400, buf + 2464, act + 962560 * nB, P + 408336, P + 408400, B, 64, 8, 8, 0.1, 1e-05, nB * 479232, P + 408464, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 970752 * nB, act + 958464 * nB, act + 962560 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1, P + 408336, P + 408400, buf + 2400, buf + 2464, 1e-05, nB * 479232, P + 445328, P + 445392, buf + 2528, buf + 2592, 1e-05, 1, nB * 483328);
     /* 154 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 970752 * nB, fix + 2528, fix + 2592, buf + 2528, buf + 2592, act + 966656 * nB, P + 445328, P + 445392, B, 64, 64, 0.1, 1e-05, nB * 483328);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 155 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 156 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 978944 * nB, act + 974848 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 962560 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 978944 * nB, act + 974848 * nB, act + 970752 * nB, fix + 2528, fix + 2592, buf + 2528, buf + 2592, act + 966656 * nB, P + 445328, P + 445392, B, 64, 8, 8, 0.1, 1e-05, nB * 483328, P + 445456, 64, -1, act + 962560 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 978944 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 962560 * nB, 1);
     /* 157 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 158 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 974848 * nB, fix + 2656, fix + 2720, buf + 2656, buf + 2720, act + 978944 * nB, P + 482320, P + 482384, B, 64, 64, 0.1, 1e-05, nB * 487424);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 159 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 160 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 983040 * nB, act + 974848 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 983040 * nB, NULL, act + 974848 * nB, fix + 2656, fix + 2720, buf + 2656, buf + 2720, act + 978944 * nB, P + 482320, P + 482384, B, 64, 8, 8, 0.1, 1e-05, nB * 487424, P + 482448, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 987136 * nB, act + 974848 * nB, act + 978944 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1, P + 482320, P + 482384, buf + 2656, buf + 2720, 1e-05, nB * 487424, P + 519312, P + 519376, buf + 2784, buf + 2848, 1e-05, 1, nB * 491520);
     /* 161 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 987136 * nB, fix + 2784, fix + 2848, buf + 2784, buf + 2848, act + 983040 * nB, P + 519312, P + 519376, B, 64, 64, 0.1, 1e-05, nB * 491520);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 162 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 163 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 995328 * nB, act + 991232 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 978944 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 995328 * nB, act + 991232 * nB, act + 987136 * nB, fix + 2784, fix + 2848, buf + 2784, buf + 2848, act + 983040 * nB, P + 519312, P + 519376, B, 64, 8, 8, 0.1, 1e-05, nB * 491520, P + 519440, 64, -1, act + 978944 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 995328 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 978944 * nB, 1);
     /* 164 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 165 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 991232 * nB, fix + 2912, fix + 2976, buf + 2912, buf + 2976, act + 995328 * nB, P + 556304, P + 556368, B, 64, 64, 0.1, 1e-05, nB * 495616);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 166 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 167 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 999424 * nB, act + 991232 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 999424 * nB, NULL, act + 991232 * nB, fix + 2912, fix + 2976, buf + 2912, buf + 2976, act + 995328 * nB, P + 556304, P + 556368, B, 64, 8, 8, 0.1, 1e-05, nB * 495616, P + 556432, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1003520 * nB, act + 991232 * nB, act + 995328 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1, P + 556304, P + 556368, buf + 2912, buf + 2976, 1e-05, nB * 495616, P + 593296, P + 593360, buf + 3040, buf + 3104, 1e-05, 1, nB * 499712);
     /* 168 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1003520 * nB, fix + 3040, fix + 3104, buf + 3040, buf + 3104, act + 999424 * nB, P + 593296, P + 593360, B, 64, 64, 0.1, 1e-05, nB * 499712);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
 }
 
@@ -1115,80 +1069,74 @@ static void FN(forward_8)(Model *m, int B, int train)
     /* 169 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 170 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1011712 * nB, act + 1007616 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 995328 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1011712 * nB, act + 1007616 * nB, act + 1003520 * nB, fix + 3040, fix + 3104, buf + 3040, buf + 3104, act + 999424 * nB, P + 593296, P + 593360, B, 64, 8, 8, 0.1, 1e-05, nB * 499712, P + 593424, 64, -1, act + 995328 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1011712 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 995328 * nB, 1);
     /* 171 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 172 stage3.step6.grad.bn0 = bn(stage3.x6): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1007616 * nB, fix + 3168, fix + 3232, buf + 3168, buf + 3232, act + 1011712 * nB, P + 630288, P + 630352, B, 64, 64, 0.1, 1e-05, nB * 503808);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 173 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 174 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1015808 * nB, act + 1007616 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1015808 * nB, NULL, act + 1007616 * nB, fix + 3168, fix + 3232, buf + 3168, buf + 3232, act + 1011712 * nB, P + 630288, P + 630352, B, 64, 8, 8, 0.1, 1e-05, nB * 503808, P + 630416, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1019904 * nB, act + 1007616 * nB, act + 1011712 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1, P + 630288, P + 630352, buf + 3168, buf + 3232, 1e-05, nB * 503808, P + 667280, P + 667344, buf + 3296, buf + 3360, 1e-05, 1, nB * 507904);
     /* 175 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1019904 * nB, fix + 3296, fix + 3360, buf + 3296, buf + 3360, act + 1015808 * nB, P + 667280, P + 667344, B, 64, 64, 0.1, 1e-05, nB * 507904);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 176 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 177 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1028096 * nB, act + 1024000 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1011712 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1028096 * nB, act + 1024000 * nB, act + 1019904 * nB, fix + 3296, fix + 3360, buf + 3296, buf + 3360, act + 1015808 * nB, P + 667280, P + 667344, B, 64, 8, 8, 0.1, 1e-05, nB * 507904, P + 667408, 64, -1, act + 1011712 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1028096 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1011712 * nB, 1);
     /* 178 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 179 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1024000 * nB, fix + 3424, fix + 3488, buf + 3424, buf + 3488, act + 1028096 * nB, P + 704272, P + 704336, B, 64, 64, 0.1, 1e-05, nB * 512000);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 180 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 181 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1032192 * nB, act + 1024000 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1032192 * nB, NULL, act + 1024000 * nB, fix + 3424, fix + 3488, buf + 3424, buf + 3488, act + 1028096 * nB, P + 704272, P + 704336, B, 64, 8, 8, 0.1, 1e-05, nB * 512000, P + 704400, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1036288 * nB, act + 1024000 * nB, act + 1028096 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1, P + 704272, P + 704336, buf + 3424, buf + 3488, 1e-05, nB * 512000, P + 741264, P + 741328, buf + 3552, buf + 3616, 1e-05, 1, nB * 516096);
     /* 182 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1036288 * nB, fix + 3552, fix + 3616, buf + 3552, buf + 3616, act + 1032192 * nB, P + 741264, P + 741328, B, 64, 64, 0.1, 1e-05, nB * 516096);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 183 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 184 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1044480 * nB, act + 1040384 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1028096 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1044480 * nB, act + 1040384 * nB, act + 1036288 * nB, fix + 3552, fix + 3616, buf + 3552, buf + 3616, act + 1032192 * nB, P + 741264, P + 741328, B, 64, 8, 8, 0.1, 1e-05, nB * 516096, P + 741392, 64, -1, act + 1028096 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1044480 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1028096 * nB, 1);
     /* 185 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 186 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1040384 * nB, fix + 3680, fix + 3744, buf + 3680, buf + 3744, act + 1044480 * nB, P + 778256, P + 778320, B, 64, 64, 0.1, 1e-05, nB * 520192);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 187 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 188 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_conv2d_forward)(ctx, act + 1048576 * nB, act + 1040384 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
+    if (train)  /* with its input's bn and relu: h not written */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1048576 * nB, NULL, act + 1040384 * nB, fix + 3680, fix + 3744, buf + 3680, buf + 3744, act + 1044480 * nB, P + 778256, P + 778320, B, 64, 8, 8, 0.1, 1e-05, nB * 520192, P + 778384, 64, 0, NULL, 0);
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 1052672 * nB, act + 1040384 * nB, act + 1044480 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1, P + 778256, P + 778320, buf + 3680, buf + 3744, 1e-05, nB * 520192, P + 815248, P + 815312, buf + 3808, buf + 3872, 1e-05, 1, nB * 524288);
     /* 189 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 1052672 * nB, fix + 3808, fix + 3872, buf + 3808, buf + 3872, act + 1048576 * nB, P + 815248, P + 815312, B, 64, 64, 0.1, 1e-05, nB * 524288);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 190 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 191 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train)  /* with its sum */
-        FN(rt_conv2d_sum_train)(ctx, act + 1060864 * nB, act + 1056768 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1, (T)-1, act + 1044480 * nB, (T)1);
+    if (train)  /* with its input's bn and relu (h not written), and its sum */
+        FN(rt_bn_relu_conv3x3_train)(ctx, act + 1060864 * nB, act + 1056768 * nB, act + 1052672 * nB, fix + 3808, fix + 3872, buf + 3808, buf + 3872, act + 1048576 * nB, P + 815248, P + 815312, B, 64, 8, 8, 0.1, 1e-05, nB * 524288, P + 815376, 64, -1, act + 1044480 * nB, 1);
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 1060864 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 1044480 * nB, 1);
     /* 192 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
@@ -1254,13 +1202,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 192 stage3.x9 = sum(stage3.x8, stage3.step8.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 191 stage3.step8.grad.conv1 = conv(stage3.step8.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1056768 * nB, 0, G + 815376, act + 1069184 * nB, act + 1052672 * nB, P + 815376, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1056768 * nB, 0, G + 815376, act + 1069184 * nB, act + 1052672 * nB, act + 1048576 * nB, fix + 3808, fix + 3872, P + 815248, P + 815312, B, 64, 8, 8, nB * 524288, 4096, P + 815376, 64);   /* stage3.step8.grad.relu1 not written by the forward: applied as dw reads it */
     /* 190 stage3.step8.grad.relu1 = relu(stage3.step8.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 189 stage3.step8.grad.bn1 = bn(stage3.step8.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1060864 * nB, 0, G + 815248, G + 815312, act + 1056768 * nB, act + 1052672 * nB, act + 1048576 * nB, fix + 3808, fix + 3872, P + 815248, P + 815312, B, 64, 64, nB * 524288);
     /* 188 stage3.step8.grad.conv0 = conv(stage3.step8.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1048576 * nB, 0, G + 778384, act + 1060864 * nB, act + 1040384 * nB, P + 778384, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1048576 * nB, 0, G + 778384, act + 1060864 * nB, act + 1040384 * nB, act + 1044480 * nB, fix + 3680, fix + 3744, P + 778256, P + 778320, B, 64, 8, 8, nB * 520192, 4096, P + 778384, 64);   /* stage3.step8.grad.relu0 not written by the forward: applied as dw reads it */
     /* 187 stage3.step8.grad.relu0 = relu(stage3.step8.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 186 stage3.step8.grad.bn0 = bn(stage3.x8): 64x8x8 -> 64x8x8 */
@@ -1268,13 +1216,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 185 stage3.x8 = sum(stage3.x7, stage3.step7.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 184 stage3.step7.grad.conv1 = conv(stage3.step7.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1040384 * nB, 0, G + 741392, act + 1069184 * nB, act + 1036288 * nB, P + 741392, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1040384 * nB, 0, G + 741392, act + 1069184 * nB, act + 1036288 * nB, act + 1032192 * nB, fix + 3552, fix + 3616, P + 741264, P + 741328, B, 64, 8, 8, nB * 516096, 4096, P + 741392, 64);   /* stage3.step7.grad.relu1 not written by the forward: applied as dw reads it */
     /* 183 stage3.step7.grad.relu1 = relu(stage3.step7.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 182 stage3.step7.grad.bn1 = bn(stage3.step7.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1044480 * nB, 0, G + 741264, G + 741328, act + 1040384 * nB, act + 1036288 * nB, act + 1032192 * nB, fix + 3552, fix + 3616, P + 741264, P + 741328, B, 64, 64, nB * 516096);
     /* 181 stage3.step7.grad.conv0 = conv(stage3.step7.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1032192 * nB, 0, G + 704400, act + 1044480 * nB, act + 1024000 * nB, P + 704400, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1032192 * nB, 0, G + 704400, act + 1044480 * nB, act + 1024000 * nB, act + 1028096 * nB, fix + 3424, fix + 3488, P + 704272, P + 704336, B, 64, 8, 8, nB * 512000, 4096, P + 704400, 64);   /* stage3.step7.grad.relu0 not written by the forward: applied as dw reads it */
     /* 180 stage3.step7.grad.relu0 = relu(stage3.step7.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 179 stage3.step7.grad.bn0 = bn(stage3.x7): 64x8x8 -> 64x8x8 */
@@ -1282,13 +1230,13 @@ static void FN(backward_1)(Model *m, int B)
     /* 178 stage3.x7 = sum(stage3.x6, stage3.step6.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 177 stage3.step6.grad.conv1 = conv(stage3.step6.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1024000 * nB, 0, G + 667408, act + 1069184 * nB, act + 1019904 * nB, P + 667408, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1024000 * nB, 0, G + 667408, act + 1069184 * nB, act + 1019904 * nB, act + 1015808 * nB, fix + 3296, fix + 3360, P + 667280, P + 667344, B, 64, 8, 8, nB * 507904, 4096, P + 667408, 64);   /* stage3.step6.grad.relu1 not written by the forward: applied as dw reads it */
     /* 176 stage3.step6.grad.relu1 = relu(stage3.step6.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 175 stage3.step6.grad.bn1 = bn(stage3.step6.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1028096 * nB, 0, G + 667280, G + 667344, act + 1024000 * nB, act + 1019904 * nB, act + 1015808 * nB, fix + 3296, fix + 3360, P + 667280, P + 667344, B, 64, 64, nB * 507904);
     /* 174 stage3.step6.grad.conv0 = conv(stage3.step6.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 1015808 * nB, 0, G + 630416, act + 1028096 * nB, act + 1007616 * nB, P + 630416, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 1015808 * nB, 0, G + 630416, act + 1028096 * nB, act + 1007616 * nB, act + 1011712 * nB, fix + 3168, fix + 3232, P + 630288, P + 630352, B, 64, 8, 8, nB * 503808, 4096, P + 630416, 64);   /* stage3.step6.grad.relu0 not written by the forward: applied as dw reads it */
     /* 173 stage3.step6.grad.relu0 = relu(stage3.step6.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -1308,13 +1256,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 171 stage3.x6 = sum(stage3.x5, stage3.step5.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 170 stage3.step5.grad.conv1 = conv(stage3.step5.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 1007616 * nB, 0, G + 593424, act + 1069184 * nB, act + 1003520 * nB, P + 593424, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 1007616 * nB, 0, G + 593424, act + 1069184 * nB, act + 1003520 * nB, act + 999424 * nB, fix + 3040, fix + 3104, P + 593296, P + 593360, B, 64, 8, 8, nB * 499712, 4096, P + 593424, 64);   /* stage3.step5.grad.relu1 not written by the forward: applied as dw reads it */
     /* 169 stage3.step5.grad.relu1 = relu(stage3.step5.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 168 stage3.step5.grad.bn1 = bn(stage3.step5.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 1011712 * nB, 0, G + 593296, G + 593360, act + 1007616 * nB, act + 1003520 * nB, act + 999424 * nB, fix + 3040, fix + 3104, P + 593296, P + 593360, B, 64, 64, nB * 499712);
     /* 167 stage3.step5.grad.conv0 = conv(stage3.step5.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 999424 * nB, 0, G + 556432, act + 1011712 * nB, act + 991232 * nB, P + 556432, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 999424 * nB, 0, G + 556432, act + 1011712 * nB, act + 991232 * nB, act + 995328 * nB, fix + 2912, fix + 2976, P + 556304, P + 556368, B, 64, 8, 8, nB * 495616, 4096, P + 556432, 64);   /* stage3.step5.grad.relu0 not written by the forward: applied as dw reads it */
     /* 166 stage3.step5.grad.relu0 = relu(stage3.step5.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 165 stage3.step5.grad.bn0 = bn(stage3.x5): 64x8x8 -> 64x8x8 */
@@ -1322,13 +1270,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 164 stage3.x5 = sum(stage3.x4, stage3.step4.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 163 stage3.step4.grad.conv1 = conv(stage3.step4.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 991232 * nB, 0, G + 519440, act + 1069184 * nB, act + 987136 * nB, P + 519440, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 991232 * nB, 0, G + 519440, act + 1069184 * nB, act + 987136 * nB, act + 983040 * nB, fix + 2784, fix + 2848, P + 519312, P + 519376, B, 64, 8, 8, nB * 491520, 4096, P + 519440, 64);   /* stage3.step4.grad.relu1 not written by the forward: applied as dw reads it */
     /* 162 stage3.step4.grad.relu1 = relu(stage3.step4.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 161 stage3.step4.grad.bn1 = bn(stage3.step4.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 995328 * nB, 0, G + 519312, G + 519376, act + 991232 * nB, act + 987136 * nB, act + 983040 * nB, fix + 2784, fix + 2848, P + 519312, P + 519376, B, 64, 64, nB * 491520);
     /* 160 stage3.step4.grad.conv0 = conv(stage3.step4.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 983040 * nB, 0, G + 482448, act + 995328 * nB, act + 974848 * nB, P + 482448, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 983040 * nB, 0, G + 482448, act + 995328 * nB, act + 974848 * nB, act + 978944 * nB, fix + 2656, fix + 2720, P + 482320, P + 482384, B, 64, 8, 8, nB * 487424, 4096, P + 482448, 64);   /* stage3.step4.grad.relu0 not written by the forward: applied as dw reads it */
     /* 159 stage3.step4.grad.relu0 = relu(stage3.step4.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 158 stage3.step4.grad.bn0 = bn(stage3.x4): 64x8x8 -> 64x8x8 */
@@ -1336,13 +1284,13 @@ static void FN(backward_2)(Model *m, int B)
     /* 157 stage3.x4 = sum(stage3.x3, stage3.step3.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 156 stage3.step3.grad.conv1 = conv(stage3.step3.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 974848 * nB, 0, G + 445456, act + 1069184 * nB, act + 970752 * nB, P + 445456, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 974848 * nB, 0, G + 445456, act + 1069184 * nB, act + 970752 * nB, act + 966656 * nB, fix + 2528, fix + 2592, P + 445328, P + 445392, B, 64, 8, 8, nB * 483328, 4096, P + 445456, 64);   /* stage3.step3.grad.relu1 not written by the forward: applied as dw reads it */
     /* 155 stage3.step3.grad.relu1 = relu(stage3.step3.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 154 stage3.step3.grad.bn1 = bn(stage3.step3.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 978944 * nB, 0, G + 445328, G + 445392, act + 974848 * nB, act + 970752 * nB, act + 966656 * nB, fix + 2528, fix + 2592, P + 445328, P + 445392, B, 64, 64, nB * 483328);
     /* 153 stage3.step3.grad.conv0 = conv(stage3.step3.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 966656 * nB, 0, G + 408464, act + 978944 * nB, act + 958464 * nB, P + 408464, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 966656 * nB, 0, G + 408464, act + 978944 * nB, act + 958464 * nB, act + 962560 * nB, fix + 2400, fix + 2464, P + 408336, P + 408400, B, 64, 8, 8, nB * 479232, 4096, P + 408464, 64);   /* stage3.step3.grad.relu0 not written by the forward: applied as dw reads it */
     /* 152 stage3.step3.grad.relu0 = relu(stage3.step3.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 151 stage3.step3.grad.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
@@ -1350,7 +1298,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 150 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 149 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 958464 * nB, 0, G + 371472, act + 1069184 * nB, act + 954368 * nB, P + 371472, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 958464 * nB, 0, G + 371472, act + 1069184 * nB, act + 954368 * nB, act + 950272 * nB, fix + 2272, fix + 2336, P + 371344, P + 371408, B, 64, 8, 8, nB * 475136, 4096, P + 371472, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 3 of 9. */
@@ -1368,7 +1316,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 147 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 962560 * nB, 0, G + 371344, G + 371408, act + 958464 * nB, act + 954368 * nB, act + 950272 * nB, fix + 2272, fix + 2336, P + 371344, P + 371408, B, 64, 64, nB * 475136);
     /* 146 stage3.step2.grad.conv0 = conv(stage3.step2.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 950272 * nB, 0, G + 334480, act + 962560 * nB, act + 942080 * nB, P + 334480, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 950272 * nB, 0, G + 334480, act + 962560 * nB, act + 942080 * nB, act + 946176 * nB, fix + 2144, fix + 2208, P + 334352, P + 334416, B, 64, 8, 8, nB * 471040, 4096, P + 334480, 64);   /* stage3.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 145 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 144 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
@@ -1376,13 +1324,13 @@ static void FN(backward_3)(Model *m, int B)
     /* 143 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 142 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 942080 * nB, 0, G + 297488, act + 1069184 * nB, act + 937984 * nB, P + 297488, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 942080 * nB, 0, G + 297488, act + 1069184 * nB, act + 937984 * nB, act + 929792 * nB, fix + 2016, fix + 2080, P + 297360, P + 297424, B, 64, 8, 8, nB * 466944, 4096, P + 297488, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 141 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 140 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_backward)(ctx, act + 946176 * nB, 0, G + 297360, G + 297424, act + 942080 * nB, act + 937984 * nB, act + 929792 * nB, fix + 2016, fix + 2080, P + 297360, P + 297424, B, 64, 64, nB * 466944);
     /* 139 stage3.step1.grad.conv0 = conv(stage3.step1.grad.relu0): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 929792 * nB, 0, G + 260496, act + 946176 * nB, act + 925696 * nB, P + 260496, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 929792 * nB, 0, G + 260496, act + 946176 * nB, act + 925696 * nB, act + 933888 * nB, fix + 1888, fix + 1952, P + 260368, P + 260432, B, 64, 8, 8, nB * 462848, 4096, P + 260496, 64);   /* stage3.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 138 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 137 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
@@ -1392,7 +1340,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 135 stage3.shortcut0 = pad(stage2.x9): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 925696 * nB, 0, act + 1069184 * nB, B, 32, 16, 16, 64, 2);
     /* 134 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 933888 * nB, 0, G + 223504, act + 1069184 * nB, act + 921600 * nB, P + 223504, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 933888 * nB, 0, G + 223504, act + 1069184 * nB, act + 921600 * nB, act + 917504 * nB, fix + 1760, fix + 1824, P + 223376, P + 223440, B, 64, 8, 8, nB * 458752, 4096, P + 223504, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 133 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 132 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -1406,7 +1354,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 128 stage2.x9 = sum(stage2.x8, stage2.step8.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 127 stage2.step8.grad.conv1 = conv(stage2.step8.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 901120 * nB, 0, G + 195664, act + 925696 * nB, act + 892928 * nB, P + 195664, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 901120 * nB, 0, G + 195664, act + 925696 * nB, act + 892928 * nB, act + 884736 * nB, fix + 1632, fix + 1664, P + 195600, P + 195632, B, 32, 16, 16, nB * 442368, 8192, P + 195664, 32);   /* stage2.step8.grad.relu1 not written by the forward: applied as dw reads it */
     /* 126 stage2.step8.grad.relu1 = relu(stage2.step8.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 125 stage2.step8.grad.bn1 = bn(stage2.step8.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -1424,7 +1372,7 @@ static void FN(backward_4)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 124 stage2.step8.grad.conv0 = conv(stage2.step8.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 884736 * nB, 0, G + 186384, act + 909312 * nB, act + 868352 * nB, P + 186384, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 884736 * nB, 0, G + 186384, act + 909312 * nB, act + 868352 * nB, act + 876544 * nB, fix + 1568, fix + 1600, P + 186320, P + 186352, B, 32, 16, 16, nB * 434176, 8192, P + 186384, 32);   /* stage2.step8.grad.relu0 not written by the forward: applied as dw reads it */
     /* 123 stage2.step8.grad.relu0 = relu(stage2.step8.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 122 stage2.step8.grad.bn0 = bn(stage2.x8): 32x16x16 -> 32x16x16 */
@@ -1432,13 +1380,13 @@ static void FN(backward_4)(Model *m, int B)
     /* 121 stage2.x8 = sum(stage2.x7, stage2.step7.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 120 stage2.step7.grad.conv1 = conv(stage2.step7.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 868352 * nB, 0, G + 177104, act + 925696 * nB, act + 860160 * nB, P + 177104, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 868352 * nB, 0, G + 177104, act + 925696 * nB, act + 860160 * nB, act + 851968 * nB, fix + 1504, fix + 1536, P + 177040, P + 177072, B, 32, 16, 16, nB * 425984, 8192, P + 177104, 32);   /* stage2.step7.grad.relu1 not written by the forward: applied as dw reads it */
     /* 119 stage2.step7.grad.relu1 = relu(stage2.step7.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 118 stage2.step7.grad.bn1 = bn(stage2.step7.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 876544 * nB, 0, G + 177040, G + 177072, act + 868352 * nB, act + 860160 * nB, act + 851968 * nB, fix + 1504, fix + 1536, P + 177040, P + 177072, B, 32, 256, nB * 425984);
     /* 117 stage2.step7.grad.conv0 = conv(stage2.step7.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 851968 * nB, 0, G + 167824, act + 876544 * nB, act + 835584 * nB, P + 167824, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 851968 * nB, 0, G + 167824, act + 876544 * nB, act + 835584 * nB, act + 843776 * nB, fix + 1440, fix + 1472, P + 167760, P + 167792, B, 32, 16, 16, nB * 417792, 8192, P + 167824, 32);   /* stage2.step7.grad.relu0 not written by the forward: applied as dw reads it */
     /* 116 stage2.step7.grad.relu0 = relu(stage2.step7.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 115 stage2.step7.grad.bn0 = bn(stage2.x7): 32x16x16 -> 32x16x16 */
@@ -1446,13 +1394,13 @@ static void FN(backward_4)(Model *m, int B)
     /* 114 stage2.x7 = sum(stage2.x6, stage2.step6.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 113 stage2.step6.grad.conv1 = conv(stage2.step6.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 835584 * nB, 0, G + 158544, act + 925696 * nB, act + 827392 * nB, P + 158544, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 835584 * nB, 0, G + 158544, act + 925696 * nB, act + 827392 * nB, act + 819200 * nB, fix + 1376, fix + 1408, P + 158480, P + 158512, B, 32, 16, 16, nB * 409600, 8192, P + 158544, 32);   /* stage2.step6.grad.relu1 not written by the forward: applied as dw reads it */
     /* 112 stage2.step6.grad.relu1 = relu(stage2.step6.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 111 stage2.step6.grad.bn1 = bn(stage2.step6.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 843776 * nB, 0, G + 158480, G + 158512, act + 835584 * nB, act + 827392 * nB, act + 819200 * nB, fix + 1376, fix + 1408, P + 158480, P + 158512, B, 32, 256, nB * 409600);
     /* 110 stage2.step6.grad.conv0 = conv(stage2.step6.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 819200 * nB, 0, G + 149264, act + 843776 * nB, act + 802816 * nB, P + 149264, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 819200 * nB, 0, G + 149264, act + 843776 * nB, act + 802816 * nB, act + 811008 * nB, fix + 1312, fix + 1344, P + 149200, P + 149232, B, 32, 16, 16, nB * 401408, 8192, P + 149264, 32);   /* stage2.step6.grad.relu0 not written by the forward: applied as dw reads it */
     /* 109 stage2.step6.grad.relu0 = relu(stage2.step6.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 108 stage2.step6.grad.bn0 = bn(stage2.x6): 32x16x16 -> 32x16x16 */
@@ -1460,13 +1408,13 @@ static void FN(backward_4)(Model *m, int B)
     /* 107 stage2.x6 = sum(stage2.x5, stage2.step5.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 106 stage2.step5.grad.conv1 = conv(stage2.step5.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 802816 * nB, 0, G + 139984, act + 925696 * nB, act + 794624 * nB, P + 139984, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 802816 * nB, 0, G + 139984, act + 925696 * nB, act + 794624 * nB, act + 786432 * nB, fix + 1248, fix + 1280, P + 139920, P + 139952, B, 32, 16, 16, nB * 393216, 8192, P + 139984, 32);   /* stage2.step5.grad.relu1 not written by the forward: applied as dw reads it */
     /* 105 stage2.step5.grad.relu1 = relu(stage2.step5.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 104 stage2.step5.grad.bn1 = bn(stage2.step5.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 811008 * nB, 0, G + 139920, G + 139952, act + 802816 * nB, act + 794624 * nB, act + 786432 * nB, fix + 1248, fix + 1280, P + 139920, P + 139952, B, 32, 256, nB * 393216);
     /* 103 stage2.step5.grad.conv0 = conv(stage2.step5.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 786432 * nB, 0, G + 130704, act + 811008 * nB, act + 770048 * nB, P + 130704, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 786432 * nB, 0, G + 130704, act + 811008 * nB, act + 770048 * nB, act + 778240 * nB, fix + 1184, fix + 1216, P + 130640, P + 130672, B, 32, 16, 16, nB * 385024, 8192, P + 130704, 32);   /* stage2.step5.grad.relu0 not written by the forward: applied as dw reads it */
     /* 102 stage2.step5.grad.relu0 = relu(stage2.step5.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 101 stage2.step5.grad.bn0 = bn(stage2.x5): 32x16x16 -> 32x16x16 */
@@ -1486,13 +1434,13 @@ static void FN(backward_5)(Model *m, int B)
     /* 100 stage2.x5 = sum(stage2.x4, stage2.step4.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 99 stage2.step4.grad.conv1 = conv(stage2.step4.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 770048 * nB, 0, G + 121424, act + 925696 * nB, act + 761856 * nB, P + 121424, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 770048 * nB, 0, G + 121424, act + 925696 * nB, act + 761856 * nB, act + 753664 * nB, fix + 1120, fix + 1152, P + 121360, P + 121392, B, 32, 16, 16, nB * 376832, 8192, P + 121424, 32);   /* stage2.step4.grad.relu1 not written by the forward: applied as dw reads it */
     /* 98 stage2.step4.grad.relu1 = relu(stage2.step4.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 97 stage2.step4.grad.bn1 = bn(stage2.step4.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 778240 * nB, 0, G + 121360, G + 121392, act + 770048 * nB, act + 761856 * nB, act + 753664 * nB, fix + 1120, fix + 1152, P + 121360, P + 121392, B, 32, 256, nB * 376832);
     /* 96 stage2.step4.grad.conv0 = conv(stage2.step4.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 753664 * nB, 0, G + 112144, act + 778240 * nB, act + 737280 * nB, P + 112144, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 753664 * nB, 0, G + 112144, act + 778240 * nB, act + 737280 * nB, act + 745472 * nB, fix + 1056, fix + 1088, P + 112080, P + 112112, B, 32, 16, 16, nB * 368640, 8192, P + 112144, 32);   /* stage2.step4.grad.relu0 not written by the forward: applied as dw reads it */
     /* 95 stage2.step4.grad.relu0 = relu(stage2.step4.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 94 stage2.step4.grad.bn0 = bn(stage2.x4): 32x16x16 -> 32x16x16 */
@@ -1500,13 +1448,13 @@ static void FN(backward_5)(Model *m, int B)
     /* 93 stage2.x4 = sum(stage2.x3, stage2.step3.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 92 stage2.step3.grad.conv1 = conv(stage2.step3.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 737280 * nB, 0, G + 102864, act + 925696 * nB, act + 729088 * nB, P + 102864, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 737280 * nB, 0, G + 102864, act + 925696 * nB, act + 729088 * nB, act + 720896 * nB, fix + 992, fix + 1024, P + 102800, P + 102832, B, 32, 16, 16, nB * 360448, 8192, P + 102864, 32);   /* stage2.step3.grad.relu1 not written by the forward: applied as dw reads it */
     /* 91 stage2.step3.grad.relu1 = relu(stage2.step3.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 90 stage2.step3.grad.bn1 = bn(stage2.step3.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 745472 * nB, 0, G + 102800, G + 102832, act + 737280 * nB, act + 729088 * nB, act + 720896 * nB, fix + 992, fix + 1024, P + 102800, P + 102832, B, 32, 256, nB * 360448);
     /* 89 stage2.step3.grad.conv0 = conv(stage2.step3.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 720896 * nB, 0, G + 93584, act + 745472 * nB, act + 704512 * nB, P + 93584, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 720896 * nB, 0, G + 93584, act + 745472 * nB, act + 704512 * nB, act + 712704 * nB, fix + 928, fix + 960, P + 93520, P + 93552, B, 32, 16, 16, nB * 352256, 8192, P + 93584, 32);   /* stage2.step3.grad.relu0 not written by the forward: applied as dw reads it */
     /* 88 stage2.step3.grad.relu0 = relu(stage2.step3.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 87 stage2.step3.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
@@ -1514,13 +1462,13 @@ static void FN(backward_5)(Model *m, int B)
     /* 86 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 85 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 704512 * nB, 0, G + 84304, act + 925696 * nB, act + 696320 * nB, P + 84304, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 704512 * nB, 0, G + 84304, act + 925696 * nB, act + 696320 * nB, act + 688128 * nB, fix + 864, fix + 896, P + 84240, P + 84272, B, 32, 16, 16, nB * 344064, 8192, P + 84304, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 84 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 83 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 712704 * nB, 0, G + 84240, G + 84272, act + 704512 * nB, act + 696320 * nB, act + 688128 * nB, fix + 864, fix + 896, P + 84240, P + 84272, B, 32, 256, nB * 344064);
     /* 82 stage2.step2.grad.conv0 = conv(stage2.step2.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 688128 * nB, 0, G + 75024, act + 712704 * nB, act + 671744 * nB, P + 75024, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 688128 * nB, 0, G + 75024, act + 712704 * nB, act + 671744 * nB, act + 679936 * nB, fix + 800, fix + 832, P + 74960, P + 74992, B, 32, 16, 16, nB * 335872, 8192, P + 75024, 32);   /* stage2.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 81 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 80 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
@@ -1528,7 +1476,7 @@ static void FN(backward_5)(Model *m, int B)
     /* 79 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 78 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 671744 * nB, 0, G + 65744, act + 925696 * nB, act + 663552 * nB, P + 65744, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 671744 * nB, 0, G + 65744, act + 925696 * nB, act + 663552 * nB, act + 647168 * nB, fix + 736, fix + 768, P + 65680, P + 65712, B, 32, 16, 16, nB * 327680, 8192, P + 65744, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 77 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -1546,7 +1494,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 76 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_backward)(ctx, act + 679936 * nB, 0, G + 65680, G + 65712, act + 671744 * nB, act + 663552 * nB, act + 647168 * nB, fix + 736, fix + 768, P + 65680, P + 65712, B, 32, 256, nB * 327680);
     /* 75 stage2.step1.grad.conv0 = conv(stage2.step1.grad.relu0): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 647168 * nB, 0, G + 56464, act + 679936 * nB, act + 638976 * nB, P + 56464, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 647168 * nB, 0, G + 56464, act + 679936 * nB, act + 638976 * nB, act + 655360 * nB, fix + 672, fix + 704, P + 56400, P + 56432, B, 32, 16, 16, nB * 319488, 8192, P + 56464, 32);   /* stage2.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 74 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 73 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
@@ -1556,7 +1504,7 @@ static void FN(backward_6)(Model *m, int B)
     /* 71 stage2.shortcut0 = pad(stage1.x9): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 638976 * nB, 0, act + 925696 * nB, B, 16, 32, 32, 32, 2);
     /* 70 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 655360 * nB, 0, G + 47184, act + 925696 * nB, act + 630784 * nB, P + 47184, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 655360 * nB, 0, G + 47184, act + 925696 * nB, act + 630784 * nB, act + 622592 * nB, fix + 608, fix + 640, P + 47120, P + 47152, B, 32, 16, 16, nB * 311296, 8192, P + 47184, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 69 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -1570,13 +1518,13 @@ static void FN(backward_6)(Model *m, int B)
     /* 64 stage1.x9 = sum(stage1.x8, stage1.step8.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 63 stage1.step8.grad.conv1 = conv(stage1.step8.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 589824 * nB, 0, G + 40176, act + 638976 * nB, act + 573440 * nB, P + 40176, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 589824 * nB, 0, G + 40176, act + 638976 * nB, act + 573440 * nB, act + 557056 * nB, fix + 544, fix + 560, P + 40144, P + 40160, B, 16, 32, 32, nB * 278528, 16384, P + 40176, 16);   /* stage1.step8.grad.relu1 not written by the forward: applied as dw reads it */
     /* 62 stage1.step8.grad.relu1 = relu(stage1.step8.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 61 stage1.step8.grad.bn1 = bn(stage1.step8.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 606208 * nB, 0, G + 40144, G + 40160, act + 589824 * nB, act + 573440 * nB, act + 557056 * nB, fix + 544, fix + 560, P + 40144, P + 40160, B, 16, 1024, nB * 278528);
     /* 60 stage1.step8.grad.conv0 = conv(stage1.step8.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 557056 * nB, 0, G + 37840, act + 606208 * nB, act + 524288 * nB, P + 37840, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 557056 * nB, 0, G + 37840, act + 606208 * nB, act + 524288 * nB, act + 540672 * nB, fix + 512, fix + 528, P + 37808, P + 37824, B, 16, 32, 32, nB * 262144, 16384, P + 37840, 16);   /* stage1.step8.grad.relu0 not written by the forward: applied as dw reads it */
     /* 59 stage1.step8.grad.relu0 = relu(stage1.step8.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 58 stage1.step8.grad.bn0 = bn(stage1.x8): 16x32x32 -> 16x32x32 */
@@ -1584,13 +1532,13 @@ static void FN(backward_6)(Model *m, int B)
     /* 57 stage1.x8 = sum(stage1.x7, stage1.step7.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 56 stage1.step7.grad.conv1 = conv(stage1.step7.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 524288 * nB, 0, G + 35504, act + 638976 * nB, act + 507904 * nB, P + 35504, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 524288 * nB, 0, G + 35504, act + 638976 * nB, act + 507904 * nB, act + 491520 * nB, fix + 480, fix + 496, P + 35472, P + 35488, B, 16, 32, 32, nB * 245760, 16384, P + 35504, 16);   /* stage1.step7.grad.relu1 not written by the forward: applied as dw reads it */
     /* 55 stage1.step7.grad.relu1 = relu(stage1.step7.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 54 stage1.step7.grad.bn1 = bn(stage1.step7.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 540672 * nB, 0, G + 35472, G + 35488, act + 524288 * nB, act + 507904 * nB, act + 491520 * nB, fix + 480, fix + 496, P + 35472, P + 35488, B, 16, 1024, nB * 245760);
     /* 53 stage1.step7.grad.conv0 = conv(stage1.step7.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 491520 * nB, 0, G + 33168, act + 540672 * nB, act + 458752 * nB, P + 33168, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 491520 * nB, 0, G + 33168, act + 540672 * nB, act + 458752 * nB, act + 475136 * nB, fix + 448, fix + 464, P + 33136, P + 33152, B, 16, 32, 32, nB * 229376, 16384, P + 33168, 16);   /* stage1.step7.grad.relu0 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 7 of 9. */
@@ -1610,13 +1558,13 @@ static void FN(backward_7)(Model *m, int B)
     /* 50 stage1.x7 = sum(stage1.x6, stage1.step6.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 49 stage1.step6.grad.conv1 = conv(stage1.step6.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 458752 * nB, 0, G + 30832, act + 638976 * nB, act + 442368 * nB, P + 30832, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 458752 * nB, 0, G + 30832, act + 638976 * nB, act + 442368 * nB, act + 425984 * nB, fix + 416, fix + 432, P + 30800, P + 30816, B, 16, 32, 32, nB * 212992, 16384, P + 30832, 16);   /* stage1.step6.grad.relu1 not written by the forward: applied as dw reads it */
     /* 48 stage1.step6.grad.relu1 = relu(stage1.step6.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 47 stage1.step6.grad.bn1 = bn(stage1.step6.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 475136 * nB, 0, G + 30800, G + 30816, act + 458752 * nB, act + 442368 * nB, act + 425984 * nB, fix + 416, fix + 432, P + 30800, P + 30816, B, 16, 1024, nB * 212992);
     /* 46 stage1.step6.grad.conv0 = conv(stage1.step6.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 425984 * nB, 0, G + 28496, act + 475136 * nB, act + 393216 * nB, P + 28496, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 425984 * nB, 0, G + 28496, act + 475136 * nB, act + 393216 * nB, act + 409600 * nB, fix + 384, fix + 400, P + 28464, P + 28480, B, 16, 32, 32, nB * 196608, 16384, P + 28496, 16);   /* stage1.step6.grad.relu0 not written by the forward: applied as dw reads it */
     /* 45 stage1.step6.grad.relu0 = relu(stage1.step6.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 44 stage1.step6.grad.bn0 = bn(stage1.x6): 16x32x32 -> 16x32x32 */
@@ -1624,13 +1572,13 @@ static void FN(backward_7)(Model *m, int B)
     /* 43 stage1.x6 = sum(stage1.x5, stage1.step5.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 42 stage1.step5.grad.conv1 = conv(stage1.step5.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 393216 * nB, 0, G + 26160, act + 638976 * nB, act + 376832 * nB, P + 26160, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 393216 * nB, 0, G + 26160, act + 638976 * nB, act + 376832 * nB, act + 360448 * nB, fix + 352, fix + 368, P + 26128, P + 26144, B, 16, 32, 32, nB * 180224, 16384, P + 26160, 16);   /* stage1.step5.grad.relu1 not written by the forward: applied as dw reads it */
     /* 41 stage1.step5.grad.relu1 = relu(stage1.step5.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 40 stage1.step5.grad.bn1 = bn(stage1.step5.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 409600 * nB, 0, G + 26128, G + 26144, act + 393216 * nB, act + 376832 * nB, act + 360448 * nB, fix + 352, fix + 368, P + 26128, P + 26144, B, 16, 1024, nB * 180224);
     /* 39 stage1.step5.grad.conv0 = conv(stage1.step5.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 23824, act + 409600 * nB, act + 327680 * nB, P + 23824, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 360448 * nB, 0, G + 23824, act + 409600 * nB, act + 327680 * nB, act + 344064 * nB, fix + 320, fix + 336, P + 23792, P + 23808, B, 16, 32, 32, nB * 163840, 16384, P + 23824, 16);   /* stage1.step5.grad.relu0 not written by the forward: applied as dw reads it */
     /* 38 stage1.step5.grad.relu0 = relu(stage1.step5.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 37 stage1.step5.grad.bn0 = bn(stage1.x5): 16x32x32 -> 16x32x32 */
@@ -1638,13 +1586,13 @@ static void FN(backward_7)(Model *m, int B)
     /* 36 stage1.x5 = sum(stage1.x4, stage1.step4.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 35 stage1.step4.grad.conv1 = conv(stage1.step4.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 327680 * nB, 0, G + 21488, act + 638976 * nB, act + 311296 * nB, P + 21488, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 327680 * nB, 0, G + 21488, act + 638976 * nB, act + 311296 * nB, act + 294912 * nB, fix + 288, fix + 304, P + 21456, P + 21472, B, 16, 32, 32, nB * 147456, 16384, P + 21488, 16);   /* stage1.step4.grad.relu1 not written by the forward: applied as dw reads it */
     /* 34 stage1.step4.grad.relu1 = relu(stage1.step4.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 33 stage1.step4.grad.bn1 = bn(stage1.step4.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 0, G + 21456, G + 21472, act + 327680 * nB, act + 311296 * nB, act + 294912 * nB, fix + 288, fix + 304, P + 21456, P + 21472, B, 16, 1024, nB * 147456);
     /* 32 stage1.step4.grad.conv0 = conv(stage1.step4.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 19152, act + 344064 * nB, act + 262144 * nB, P + 19152, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 294912 * nB, 0, G + 19152, act + 344064 * nB, act + 262144 * nB, act + 278528 * nB, fix + 256, fix + 272, P + 19120, P + 19136, B, 16, 32, 32, nB * 131072, 16384, P + 19152, 16);   /* stage1.step4.grad.relu0 not written by the forward: applied as dw reads it */
     /* 31 stage1.step4.grad.relu0 = relu(stage1.step4.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 30 stage1.step4.grad.bn0 = bn(stage1.x4): 16x32x32 -> 16x32x32 */
@@ -1664,13 +1612,13 @@ static void FN(backward_8)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 28 stage1.step3.grad.conv1 = conv(stage1.step3.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 262144 * nB, 0, G + 16816, act + 638976 * nB, act + 245760 * nB, P + 16816, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 262144 * nB, 0, G + 16816, act + 638976 * nB, act + 245760 * nB, act + 229376 * nB, fix + 224, fix + 240, P + 16784, P + 16800, B, 16, 32, 32, nB * 114688, 16384, P + 16816, 16);   /* stage1.step3.grad.relu1 not written by the forward: applied as dw reads it */
     /* 27 stage1.step3.grad.relu1 = relu(stage1.step3.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage1.step3.grad.bn1 = bn(stage1.step3.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 278528 * nB, 0, G + 16784, G + 16800, act + 262144 * nB, act + 245760 * nB, act + 229376 * nB, fix + 224, fix + 240, P + 16784, P + 16800, B, 16, 1024, nB * 114688);
     /* 25 stage1.step3.grad.conv0 = conv(stage1.step3.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 229376 * nB, 0, G + 14480, act + 278528 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 229376 * nB, 0, G + 14480, act + 278528 * nB, act + 196608 * nB, act + 212992 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 32, 32, nB * 98304, 16384, P + 14480, 16);   /* stage1.step3.grad.relu0 not written by the forward: applied as dw reads it */
     /* 24 stage1.step3.grad.relu0 = relu(stage1.step3.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 23 stage1.step3.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
@@ -1678,13 +1626,13 @@ static void FN(backward_8)(Model *m, int B)
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 638976 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 638976 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 32, 32, nB * 81920, 16384, P + 12144, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 212992 * nB, 0, G + 12112, G + 12128, act + 196608 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 1024, nB * 81920);
     /* 18 stage1.step2.grad.conv0 = conv(stage1.step2.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 163840 * nB, 0, G + 9808, act + 212992 * nB, act + 131072 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 32, 32, nB * 65536, 16384, P + 9808, 16);   /* stage1.step2.grad.relu0 not written by the forward: applied as dw reads it */
     /* 17 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
@@ -1692,13 +1640,13 @@ static void FN(backward_8)(Model *m, int B)
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 638976 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 638976 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 32, 32, nB * 49152, 16384, P + 7472, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_backward)(ctx, act + 147456 * nB, 0, G + 7440, G + 7456, act + 131072 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 1024, nB * 49152);
     /* 11 stage1.step1.grad.conv0 = conv(stage1.step1.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 98304 * nB, 0, G + 5136, act + 147456 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 32, 32, nB * 32768, 16384, P + 5136, 16);   /* stage1.step1.grad.relu0 not written by the forward: applied as dw reads it */
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
@@ -1706,7 +1654,7 @@ static void FN(backward_8)(Model *m, int B)
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 638976 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 65536 * nB, 0, G + 2800, act + 638976 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 32, 32, nB * 16384, 16384, P + 2800, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -1724,7 +1672,7 @@ static void FN(backward_9)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 4 stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, P + 464, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 32768 * nB, 0, G + 464, act + 81920 * nB, act + 16384 * nB, act, fix, fix + 16, P + 432, P + 448, B, 16, 32, 32, nB * 0, 16384, P + 464, 16);   /* stage1.step0.grad.relu0 not written by the forward: applied as dw reads it */
     /* 3 stage1.step0.grad.relu0 = relu(stage1.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 2 stage1.step0.grad.bn0 = bn(stem.conv0): 16x32x32 -> 16x32x32 */

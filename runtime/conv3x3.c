@@ -615,6 +615,19 @@ static int weights2(const RtCtx *ctx, float *dw, const float *dout, const float 
  * the whole batch in order, G images at a time, reading them unpadded.
  * Each entry's sum runs over the groups of images in batch order whatever
  * the split. */
+/* Images per group of the stride-1 weight gradient: fixed by the shape. */
+static int dw_group_images(const ConvGeo *g, int B, int Cin, int H, int W, int Cout)
+{
+    int G = (DW_PIXELS + g->Ho * g->Wo - 1) / (g->Ho * g->Wo);
+    if (G > B)
+        G = B;
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g->Ho * g->Wo;
+    size_t gb = DW_BYTES / ((img_in + img_out) * sizeof(float));
+    if ((size_t)G > gb)
+        G = gb > 0 ? (int)gb : 1;
+    return G;
+}
+
 static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *in, int B,
                    int Cin, int H, int W, int Cout, int S)
 {
@@ -622,14 +635,9 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
         return weights2(ctx, dw, dout, in, B, Cin, H, W, Cout);
     int v;
     ConvGeo g = geometry(H, W, S, Cout, 1, &v);
-    int G = (DW_PIXELS + g.Ho * g.Wo - 1) / (g.Ho * g.Wo);
-    if (G > B)
-        G = B;
-    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
     /* no copy, no workspace */
-    size_t gb = DW_BYTES / ((img_in + img_out) * sizeof(float));
-    if ((size_t)G > gb)
-        G = gb > 0 ? (int)gb : 1;
+    int G = dw_group_images(&g, B, Cin, H, W, Cout);
+    size_t img_in = (size_t)Cin * H * W, img_out = (size_t)Cout * g.Ho * g.Wo;
 #pragma omp parallel num_threads(threads(ctx, Cin))
     {
         int i = omp_get_thread_num(), n = omp_get_num_threads();
@@ -642,6 +650,52 @@ static int weights(const RtCtx *ctx, float *dw, const float *dout, const float *
             else
                 udw_images_avx2(dw, dout + b * img_out, in + b * img_in, gn, ci0, ci1, Cin, Cout,
                                 &g);
+        }
+    }
+    return 1;
+}
+
+/* weights() (stride 1) of h = relu(x sc + sh), h never written: the same
+ * groups of G images, each thread applying the BN + relu (pw_bnin,
+ * rt_bn_relu_recompute's arithmetic) to its own input channels of the
+ * group's images into ctx->scratch (G x Cin x H x W floats, the layout of
+ * h) before udw_images reads them there: the same bytes as the recompute
+ * writing h and weights() reading it. x's images are xs floats apart. 0
+ * (nothing touched) without the ISA or the scratch. */
+int rt_conv3x3_bnin_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
+                            size_t xs, const float *mean, const float *rstd, const float *gamma,
+                            const float *beta, int B, int Cin, int H, int W, int Cout)
+{
+    if (!ctx || !ctx->scratch || B < 1 || H < 1 || W < 1
+        || !rt_conv3x3_taken(RT_CONV3X3_WEIGHTS, Cin, Cout, 3, 1, 1))
+        return 0;
+    int v;
+    ConvGeo g = geometry(H, W, 1, Cout, 1, &v);
+    int G = dw_group_images(&g, B, Cin, H, W, Cout);
+    size_t hw = (size_t)H * W, img_in = (size_t)Cin * hw, img_out = (size_t)Cout * g.Ho * g.Wo;
+    if (ctx->scratch_bytes < (size_t)G * img_in * sizeof(float))
+        return 0;
+    float *h = ctx->scratch;
+#pragma omp parallel num_threads(threads(ctx, Cin))
+    {
+        int i = omp_get_thread_num(), n = omp_get_num_threads();
+        int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
+        for (int b = 0; b < B && ci1 > ci0; b += G) {
+            int gn = B - b < G ? B - b : G;
+            for (int im = 0; im < gn; im++) {
+                float *hb = h + im * img_in + (size_t)ci0 * hw;
+                const float *xb = in + (size_t)(b + im) * xs + (size_t)ci0 * hw;
+                if (v == ISA_AVX512)
+                    pw_bnin_avx512(hb, xb, mean + ci0, rstd + ci0, gamma + ci0, beta + ci0,
+                                   ci1 - ci0, (int)hw);
+                else
+                    pw_bnin_avx2(hb, xb, mean + ci0, rstd + ci0, gamma + ci0, beta + ci0,
+                                 ci1 - ci0, (int)hw);
+            }
+            if (v == ISA_AVX512)
+                udw_images_avx512(dw, dout + b * img_out, h, gn, ci0, ci1, Cin, Cout, &g);
+            else
+                udw_images_avx2(dw, dout + b * img_out, h, gn, ci0, ci1, Cin, Cout, &g);
         }
     }
     return 1;

@@ -58,4 +58,12 @@ int rt_conv1x1_bnin_backward(const RtCtx *ctx, float *din, int acc, float *dw,
                              const float *rstd, const float *gamma, const float *beta,
                              const float *w, int B, int Cin, int N, int Cout);
 
+/* The stride-1 3x3 weight gradient of h = relu(x sc + sh) (sc, sh as
+ * rt_conv1x1_bnin_forward takes them), dw += as rt_conv3x3_backward's, h
+ * applied a group of images at a time into ctx->scratch and never written
+ * out (the same bytes). 0 (nothing touched) without the ISA or scratch. */
+int rt_conv3x3_bnin_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
+                            size_t xs, const float *mean, const float *rstd, const float *gamma,
+                            const float *beta, int B, int Cin, int H, int W, int Cout);
+
 #endif

@@ -309,6 +309,18 @@ void rt_bn_relu_conv1x1_backward##S(const RtCtx *ctx, T *din, int acc, T *dw,   
         const T *dout, T *h, const T *in, const T *mean, const T *rstd, const T *gamma,  \
         const T *beta, int B, int C, int H, int W, size_t site, size_t xs, const T *w,   \
         int Cout);                                                                      \
+void rt_bn_relu_conv3x3_backward##S(const RtCtx *ctx, T *din, int acc, T *dw,          \
+        const T *dout, T *h, const T *in, const T *mean, const T *rstd, const T *gamma,  \
+        const T *beta, int B, int C, int H, int W, size_t site, size_t xs, const T *w,   \
+        int Cout);                                                                      \
+void rt_bn_relu_conv3x3_backward_neg##S(const RtCtx *ctx, T *din, int acc, T *dw,      \
+        const T *dout, T *h, const T *in, const T *mean, const T *rstd, const T *gamma,  \
+        const T *beta, int B, int C, int H, int W, size_t site, size_t xs, const T *w,   \
+        int Cout);                                                                      \
+void rt_bn_relu_conv3x3_train##S(const RtCtx *ctx, T *out, T *conv, T *h, T *mean,       \
+        T *rstd, T *run_mean, T *run_var, const T *x, const T *gamma, const T *beta,    \
+        int B, int C, int H, int W, double momentum, double eps, size_t site,           \
+        const T *w, int Cout, double cc, const T *r, double cr);                         \
 void rt_relu_forward##S(const RtCtx *ctx, T *out, const T *in, size_t n, size_t site);  \
 void rt_relu_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,              \
         const T *out, size_t n, size_t site);                                           \

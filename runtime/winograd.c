@@ -52,6 +52,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "conv3x3.h"
 #include "winograd.h"
 
 /* Fewer input channels than this: the products are too short to pay for
@@ -176,12 +177,14 @@ static size_t slice_floats(int m, int C, int kp, size_t np, int H, int W)
 
 /* Floats of one thread's slice of the weight gradient with tiles of m x m
  * (a = m+2) for K output channels: V [a*a][C][np], Y [a*a][K][np], T and
- * D (a rows for the input, for dY), a zero row, the masks. */
-static size_t dw_slice_floats(int m, int C, int K, size_t np, int W)
+ * D (a rows for the input, for dY), a zero row, the masks, and one channel
+ * of one image (A: the input rows with a training BN and relu applied,
+ * rt_bn_relu_conv3x3_backward). */
+static size_t dw_slice_floats(int m, int C, int K, size_t np, int H, int W)
 {
     size_t a = (size_t)m + 2;
     return a * a * (size_t)(C + K) * np + 2 * a * ((size_t)m * np + 32) + up16((size_t)W)
-           + 2 * np;
+           + 2 * np + up16((size_t)H * W);
 }
 
 /* Tile rows per group for this conv: V and M within GROUP_BYTES, at least one. */
@@ -212,11 +215,11 @@ static int dw_group_rows(int m, int C, int K, int W)
 
 /* Floats of the weight gradient's workspace for t threads, tiles of m x m:
  * DW_PARTS partial sums dU [a*a][K][C], then a slice per thread. */
-static size_t dw_floats(int m, int t, int C, int K, size_t np, int W)
+static size_t dw_floats(int m, int t, int C, int K, size_t np, int H, int W)
 {
     size_t a = (size_t)m + 2;
     return DW_PARTS * up16(a * a * (size_t)K * C)
-           + (size_t)t * up16(dw_slice_floats(m, C, K, np, W));
+           + (size_t)t * up16(dw_slice_floats(m, C, K, np, H, W));
 }
 
 size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
@@ -232,7 +235,7 @@ size_t rt_wino_scratch_bytes(int threads, int Cin, int H, int W)
     }
     for (int m = 2; m <= 4; m += 2) {   /* the weight gradient, sized for Cin outputs */
         int R = dw_group_rows(m, Cin, Cin, W);
-        size_t dws = dw_floats(m, (int)t, Cin, Cin, up16((size_t)R * ((W + m - 1) / m)), W);
+        size_t dws = dw_floats(m, (int)t, Cin, Cin, up16((size_t)R * ((W + m - 1) / m)), H, W);
         if (dws > most)
             most = dws;
     }
@@ -281,6 +284,10 @@ static Slice carve(float *p, int m, int C, int kp, size_t np, int W)
 typedef struct {
     const float *gamma, *beta, *mean, *var;
     double eps;
+    /* a training BN instead (the weight gradient of rt_bn_relu_conv3x3_backward):
+     * the saved statistics, sc_c = rstd_c gamma_c, sh_c = beta_c - mean_c sc_c,
+     * as rt_bn_relu_recompute takes them (var unused) */
+    const float *rstd;
 } BnIn;
 
 /* Prefetch the n floats from p into the caches (for writing: w 1). */
@@ -317,7 +324,10 @@ static void in_tf(int v, int m, const Slice *s, const float *in, int C, int H, i
     }
     for (int c = 0; c < C; c++) {
         double sc = 0.0, sh = 0.0;
-        if (bi) {
+        if (bi && bi->rstd) {
+            sc = (double)bi->rstd[c] * (double)bi->gamma[c];
+            sh = (double)bi->beta[c] - (double)bi->mean[c] * sc;
+        } else if (bi) {
             sc = (double)bi->gamma[c] / sqrt((double)bi->var[c] + bi->eps);
             sh = (double)bi->beta[c] - (double)bi->mean[c] * sc;
         }
@@ -381,7 +391,8 @@ typedef struct {
     const float *q[2];
     double d[3];
     int j2;
-    const BnIn *bi;     /* an inference BN + relu of the conv's input, or NULL */
+    const BnIn *bi;     /* a BN + relu of the conv's input, or NULL */
+    int plain;          /* nothing applied to the output (only bi to the input) */
 } Epi;
 
 /* out (+)= conv3x3(in) of one group: tile rows g0 .. g0+nr-1 of a conv
@@ -394,6 +405,8 @@ static void group(int v, int m, const Slice *s, float *out, int acc, const float
     int np = (int)up16((size_t)n), big = v == ISA_AVX512;
     size_t hw = (size_t)H * W;
     in_tf(v, m, s, in, C, H, W, g0, nr, ep ? ep->bi : NULL);
+    if (ep && ep->plain)
+        ep = NULL;
     for (int pos = 0; pos < a * a; pos++)
         (big ? gemm_avx512 : gemm_avx2)(s->M + (size_t)pos * kp * np, U + (size_t)pos * C * kp,
                                         s->V + (size_t)pos * C * np, C, kp, np);
@@ -593,12 +606,12 @@ static void dw_back(int m, float *dw, const float *du, size_t dus, int P, int K,
  * V [a*a][C][npg] through T (in_tf, the forward pass's), Y [a*a][K][npg]
  * through D. */
 static void dw_tf(int v, int m, const Slice *s, float *Y, float *D, const float *dout,
-                  const float *in, int C, int K, int H, int W, int g0, int nr)
+                  const float *in, int C, int K, int H, int W, int g0, int nr, const BnIn *bi)
 {
     int a = m + 2, nty = (H + m - 1) / m, ntx = (W + m - 1) / m, L = m * ntx;
     int big = v == ISA_AVX512, n = nr * ntx, npg = (int)up16((size_t)n);
     size_t hw = (size_t)H * W;
-    in_tf(v, m, s, in, C, H, W, g0, nr, NULL);
+    in_tf(v, m, s, in, C, H, W, g0, nr, bi);
     for (int j = 0; j < a; j++)     /* lanes n.. of Y read zeros */
         memset(D + (size_t)j * s->ts + (size_t)m * n, 0, (size_t)m * (npg - n) * sizeof(float));
     for (int k = 0; k < K; k++) {
@@ -628,10 +641,10 @@ static void dw_tf(int v, int m, const Slice *s, float *Y, float *D, const float 
  * tiles m x m, through the thread's slice s and its Y, D. */
 static void dw_group(int v, int m, const Slice *s, float *Y, float *D, float *du,
                      const float *dout, const float *in, int C, int K, int H, int W, int g0,
-                     int nr)
+                     int nr, const BnIn *bi)
 {
     int a = m + 2, npg = (int)up16((size_t)nr * ((W + m - 1) / m));
-    dw_tf(v, m, s, Y, D, dout, in, C, K, H, W, g0, nr);
+    dw_tf(v, m, s, Y, D, dout, in, C, K, H, W, g0, nr, bi);
     for (int pos = 0; pos < a * a; pos++)
         (v == ISA_AVX512 ? dot_avx512 : dot_avx2)(du + (size_t)pos * K * C,
                                                   Y + (size_t)pos * K * npg,
@@ -648,8 +661,11 @@ static int dw_tile(int W)
     return W >= DW_F4_MIN_W ? 4 : 2;
 }
 
-int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
-                             int B, int Cin, int H, int W, int Cout)
+/* The weight gradient, dw +=; with bi, of relu(bn(in)) (the rows applied
+ * per channel and image into the slice's A, in_tf), in never read as the
+ * conv's input. */
+static int backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
+                            int B, int Cin, int H, int W, int Cout, const BnIn *bi)
 {
     int v = isa(), C = Cin, K = Cout;
     if (v == ISA_NONE || C < WINO_MIN_C || K < DW_MIN_K || B < 1 || H < 1 || W < 1)
@@ -663,7 +679,7 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
         t = P;
     size_t have;
     float *base = scratch_floats(ctx, &have);
-    size_t ssz = up16(dw_slice_floats(m, C, K, np, W));
+    size_t ssz = up16(dw_slice_floats(m, C, K, np, H, W));
     for (;;) {      /* fewer threads if need be; never a smaller group */
         if ((size_t)P * dus + (size_t)t * ssz <= have)
             break;
@@ -683,7 +699,8 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
         float *D = p;
         p += (size_t)a * s.ts;
         s.zero = p, p += up16((size_t)W);
-        s.m0 = p, s.m5 = p + np;
+        s.m0 = p, s.m5 = p + np, p += 2 * np;
+        s.A = p;
         s.M = s.O = NULL, s.os = 0;
         memset(s.zero, 0, (size_t)W * sizeof(float));
         for (int run = i; run < P; run += nt) {
@@ -692,13 +709,158 @@ int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, con
             int e = (int)((long long)ng * (run + 1) / P);
             for (int g = (int)((long long)ng * run / P); g < e; g++)
                 dw_group(v, m, &s, Y, D, du, dout, in, C, K, H, W, g * R,
-                         rows - g * R < R ? rows - g * R : R);
+                         rows - g * R < R ? rows - g * R : R, bi);
         }
 #pragma omp barrier
         dw_back(m, dw, base, dus, P, K, C, (int)((long long)K * i / nt),
                 (int)((long long)K * (i + 1) / nt));
     }
     return 1;
+}
+
+int rt_wino_backward_weights(const RtCtx *ctx, float *dw, const float *dout, const float *in,
+                             int B, int Cin, int H, int W, int Cout)
+{
+    return backward_weights(ctx, dw, dout, in, B, Cin, H, W, Cout, NULL);
+}
+
+/* rt_conv2d_backward of h = relu(x sc + sh) with the training BN's saved
+ * statistics (sc = rstd gamma, sh = beta - mean sc, rt_bn_relu_recompute's
+ * arithmetic), 3x3 stride 1 pad 1: the weight gradient applies the BN +
+ * relu as it reads its input (Winograd: in_tf's rows; direct:
+ * rt_conv3x3_bnin_weights, a group of images in the scratch) where the
+ * plain call would take that kernel, the input gradient needs no h; h is
+ * not written and the BN backward after takes relu's mask from x. With a
+ * branch record, synchronised BN, no beta, or a kernel that would not run,
+ * h is recomputed into h and the plain backward reads it. The same bytes
+ * in din and dw either way. */
+/* dw += (neg: -=) the weight gradient of relu(x sc + sh), h not written;
+ * 0 (dw as it was) where the kernel the plain call takes cannot. */
+static int bnin_weights(const RtCtx *ctx, float *dw, const float *dout, const float *x,
+                        const float *mean, const float *rstd, const float *gamma,
+                        const float *beta, int B, int C, int H, int W, int Cout, int neg)
+{
+    size_t nw = (size_t)Cout * C * 9;
+    if (!ctx || ctx->sync || ctx->branch || !beta)
+        return 0;
+    BnIn bi = {.gamma = gamma, .beta = beta, .mean = mean, .rstd = rstd};
+    if (neg)    /* as rt_conv2d_backward_neg: negated around the sum (exact) */
+        for (size_t i = 0; i < nw; i++)
+            dw[i] = -dw[i];
+    int done = backward_weights(ctx, dw, dout, x, B, C, H, W, Cout, &bi)
+               || rt_conv3x3_bnin_weights(ctx, dw, dout, x, (size_t)C * H * W, mean, rstd, gamma,
+                                          beta, B, C, H, W, Cout);
+    if (neg)
+        for (size_t i = 0; i < nw; i++)
+            dw[i] = -dw[i];
+    return done;
+}
+
+void rt_bn_relu_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw,
+                                 const float *dout, float *h, const float *x, const float *mean,
+                                 const float *rstd, const float *gamma, const float *beta,
+                                 int B, int C, int H, int W, size_t site, size_t xs,
+                                 const float *w, int Cout)
+{
+    if (dw && xs == (size_t)C * H * W
+        && bnin_weights(ctx, dw, dout, x, mean, rstd, gamma, beta, B, C, H, W, Cout, 0)) {
+        if (din)    /* reads no input */
+            rt_conv2d_backward(ctx, din, acc, NULL, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+        return;
+    }
+    rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
+    rt_conv2d_backward(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+/* The same for a conv whose sum's term is -1 (rt_conv2d_backward_neg). */
+void rt_bn_relu_conv3x3_backward_neg(const RtCtx *ctx, float *din, int acc, float *dw,
+                                     const float *dout, float *h, const float *x,
+                                     const float *mean, const float *rstd, const float *gamma,
+                                     const float *beta, int B, int C, int H, int W, size_t site,
+                                     size_t xs, const float *w, int Cout)
+{
+    if (dw && xs == (size_t)C * H * W
+        && bnin_weights(ctx, dw, dout, x, mean, rstd, gamma, beta, B, C, H, W, Cout, 1)) {
+        if (din)
+            rt_conv2d_backward_neg(ctx, din, acc, NULL, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+        return;
+    }
+    rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
+    rt_conv2d_backward_neg(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+void rt_bn_relu_conv3x3_backward_neg_d(const RtCtx *ctx, double *din, int acc, double *dw,
+                                       const double *dout, double *h, const double *x,
+                                       const double *mean, const double *rstd,
+                                       const double *gamma, const double *beta, int B, int C,
+                                       int H, int W, size_t site, size_t xs, const double *w,
+                                       int Cout)
+{
+    rt_bn_relu_recompute_d(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
+    rt_conv2d_backward_neg_d(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+/* The training forward of h = relu(bn(x)) (rt_bn_relu_forward_train: the
+ * saved and running statistics) and the 3x3 stride-1 conv of h, into out
+ * (r NULL) or with a sum out = cc conv + cr r (rt_conv2d_sum_train, conv
+ * its scratch): the float build with Winograd taking the conv, no branch
+ * record and no synchronised BN: the BN gathers its statistics only and the
+ * conv applies the BN + relu as its input transform reads x (the saved
+ * statistics, rt_bn_relu_recompute's arithmetic), h never written (the
+ * backward is rt_bn_relu_conv3x3_backward). Elsewhere the pair: the BN
+ * writes h, the conv reads it. The same bytes either way. */
+void rt_bn_relu_conv3x3_train(const RtCtx *ctx, float *out, float *conv, float *h, float *mean,
+                              float *rstd, float *run_mean, float *run_var, const float *x,
+                              const float *gamma, const float *beta, int B, int C, int H, int W,
+                              double momentum, double eps, size_t site, const float *w,
+                              int Cout, double cc, const float *r, double cr)
+{
+    int HW = H * W;
+    if (ctx && !ctx->sync && !ctx->branch && mean && rstd && rt_wino_taken(C, Cout)) {
+        rt_bn_relu_forward_train_cached(ctx, NULL, mean, rstd, run_mean, run_var, x, gamma,
+                                        beta, B, C, HW, momentum, eps, site, (size_t)C * HW,
+                                        NULL, 0);
+        BnIn bi = {.gamma = gamma, .beta = beta, .mean = mean, .rstd = rstd};
+        Epi ep = {.plain = 1, .bi = &bi};
+        if (r) {    /* the coefficients as rt_sum_forward sees them: floats */
+            ep.plain = 0, ep.train = 1, ep.j = 0, ep.r = r;
+            ep.c[0] = (double)(float)cc, ep.c[1] = (double)(float)cr;
+        }
+        if (wino(ctx, 2, out, 0, x, w, (ptrdiff_t)C * 9, 9, 0, B, C, H, W, Cout, &ep))
+            return;
+        rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, HW, site, (size_t)C * HW);
+    } else {
+        rt_bn_relu_forward_train(ctx, h, mean, rstd, run_mean, run_var, x, gamma, beta, B, C, HW,
+                                 momentum, eps, site);
+    }
+    if (r)
+        rt_conv2d_sum_train(ctx, out, conv, h, w, B, C, H, W, Cout, 3, 1, 1, cc, r, cr);
+    else
+        rt_conv2d_forward(ctx, out, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+void rt_bn_relu_conv3x3_train_d(const RtCtx *ctx, double *out, double *conv, double *h,
+                                double *mean, double *rstd, double *run_mean, double *run_var,
+                                const double *x, const double *gamma, const double *beta, int B,
+                                int C, int H, int W, double momentum, double eps, size_t site,
+                                const double *w, int Cout, double cc, const double *r, double cr)
+{
+    rt_bn_relu_forward_train_d(ctx, h, mean, rstd, run_mean, run_var, x, gamma, beta, B, C,
+                               H * W, momentum, eps, site);
+    if (r)
+        rt_conv2d_sum_train_d(ctx, out, conv, h, w, B, C, H, W, Cout, 3, 1, 1, cc, r, cr);
+    else
+        rt_conv2d_forward_d(ctx, out, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+void rt_bn_relu_conv3x3_backward_d(const RtCtx *ctx, double *din, int acc, double *dw,
+                                   const double *dout, double *h, const double *x,
+                                   const double *mean, const double *rstd, const double *gamma,
+                                   const double *beta, int B, int C, int H, int W, size_t site,
+                                   size_t xs, const double *w, int Cout)
+{
+    rt_bn_relu_recompute_d(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
+    rt_conv2d_backward_d(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
 }
 
 int rt_wino_forward(const RtCtx *ctx, float *out, const float *in, const float *w,
@@ -807,7 +969,7 @@ void rt_conv2d_bnin_bn_eval(const RtCtx *ctx, float *out, float *h, const float 
                             const float *gamma, const float *beta, const float *run_mean,
                             const float *run_var, double eps, int relu, size_t site)
 {
-    BnIn bi = {igamma, ibeta, imean, ivar, ieps};
+    BnIn bi = {igamma, ibeta, imean, ivar, ieps, NULL};
     Epi ep = {.gamma = gamma, .beta = beta, .mean = run_mean, .var = run_var, .eps = eps,
               .relu = relu, .bi = &bi};
     if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
@@ -826,7 +988,7 @@ void rt_conv2d_bnin_sum_eval(const RtCtx *ctx, float *out, float *h, const float
                              const float *imean, const float *ivar, double ieps, size_t isite,
                              double cc, const float *r, double cr)
 {
-    BnIn bi = {igamma, ibeta, imean, ivar, ieps};
+    BnIn bi = {igamma, ibeta, imean, ivar, ieps, NULL};
     Epi ep = {.r = r, .cc = (float)cc, .cr = (float)cr, .bi = &bi};
     if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
         && forward_eval(ctx, out, x, w, B, Cin, H, W, Cout, &ep))

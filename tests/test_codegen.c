@@ -411,7 +411,9 @@ static int count_of(const char *hay, const char *needle)
 }
 
 /* ResNet-20's nine residual sums run inside the conv whose output they
- * read, in training (rt_conv2d_sum_train) and inference alike: no
+ * read, in training (rt_conv2d_sum_train; here within
+ * rt_bn_relu_conv3x3_train, the conv applying its input's BN + relu) and
+ * inference alike: no
  * rt_sum_forward is left in the forward pass; the two sums whose other term
  * (the shortcut's pad) runs after the conv run at the sum's step, the pad
  * first. A sum of that sum right after it (momentum, Nesterov) runs in the
@@ -421,7 +423,9 @@ START_TEST(test_sums_in_conv)
 {
     char *out = NULL;
     optc_ok("emit examples/resnet.opt -n resnet20_cifar", &out);
-    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 9);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
+    ck_assert_int_eq(count_of(out, "(rt_bn_relu_conv3x3_train), h not written */"), 16);
+    ck_assert_int_eq(count_of(out, "(h not written), and its sum */"), 9);
     /* inference: 2 of them also apply their input's BN and relu (bnin) */
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 7);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_bnin_sum_eval)("), 2);
@@ -431,9 +435,9 @@ START_TEST(test_sums_in_conv)
     const char *sum = strstr(out, "stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1)");
     ck_assert_ptr_nonnull(sum);
     ck_assert_ptr_nonnull(strstr(pad, "FN(rt_pad_forward)("));
-    const char *call = strstr(sum, "FN(rt_conv2d_sum_train)(");
+    const char *call = strstr(sum, "FN(rt_bn_relu_conv3x3_train)(");
     ck_assert_ptr_nonnull(call);
-    ck_assert_ptr_eq(strstr(pad, "FN(rt_conv2d_sum_train)("), call);  /* after the pad */
+    ck_assert_ptr_eq(strstr(pad, "FN(rt_bn_relu_conv3x3_train)("), call);  /* after the pad */
     free(out);
     /* momentum: x + v after v = g v - (1 - g) grad in the same conv, training
      * only; step 0's v = -(1 - g) grad (one term) too, with x + v but where
@@ -451,9 +455,11 @@ START_TEST(test_sums_in_conv)
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 6);
     free(out);
     /* heavy ball: the 3-term sums of steps 1 and 2 in their conv while
-     * training (rt_conv2d_sums_train); inference keeps them (if (!train)) */
+     * training (rt_conv2d_sums_train); inference keeps them (if (!train));
+     * step 0's 2-term sums with their conv's input BN + relu */
     optc_ok("emit examples/heavy_ball.opt -n hb20_cifar", &out);
-    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 3);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
+    ck_assert_int_eq(count_of(out, "(h not written), and its sum */"), 3);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_train)("), 6);
     ck_assert_int_eq(count_of(out, "if (!train) {    /* training: with its conv above */"), 6);
     free(out);
@@ -470,9 +476,13 @@ END_TEST
 /* ResNet-20's inference forward: the BN + relu before each stride-1 conv
  * (after the stem, each residual sum and each stride-2 conv) runs in that
  * conv's input transform (rt_conv2d_bnin_bn_eval / _sum_eval, nine), the
- * BN's own inference call dropped (a comment says where it went); the
- * training calls stay; three rt_bn_relu_forward_eval are left (before the
- * two stride-2 convs and the head). Not in memory-free builds (momentum's). */
+ * BN's own inference call dropped (a comment says where it went); three
+ * rt_bn_relu_forward_eval are left (before the two stride-2 convs and the
+ * head). In training, each of those 16 pairs runs in its conv too
+ * (rt_bn_relu_conv3x3_train: h not written), its conv's backward applying
+ * it for the weight gradient (rt_bn_relu_conv3x3_backward, _neg for the
+ * sums' -1 terms); the other three rt_bn_relu_forward_train stay. Not in
+ * memory-free builds (momentum's). */
 START_TEST(test_bnin_in_conv)
 {
     char *out = NULL;
@@ -482,7 +492,10 @@ START_TEST(test_bnin_in_conv)
     ck_assert_int_eq(count_of(out, "/* inference: in the conv below, as it reads its input */"),
                      9);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_eval)("), 3);
-    ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 19);
+    ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 3);
+    ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_conv3x3_train)("), 16);
+    ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_conv3x3_backward)("), 7);
+    ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_conv3x3_backward_neg)("), 9);
     /* the first: the stem's BN applied by stage 1's first conv */
     const char *c = strstr(out, "stage1.step0.grad.conv0 = conv(stage1.step0.grad.relu0)");
     ck_assert_ptr_nonnull(c);
@@ -492,6 +505,7 @@ START_TEST(test_bnin_in_conv)
     free(out);
     optc_ok("emit examples/momentum.opt -n momentum20_cifar --memory-free", &out);
     ck_assert_int_eq(count_of(out, "bnin"), 0);
+    ck_assert_int_eq(count_of(out, "conv3x3_train"), 0);
     free(out);
 }
 END_TEST

@@ -78,7 +78,11 @@ END_TEST
  * rt_concat_*, except for the head's concat of two gaps), the bn+relu over
  * a state reads the shared buffer with its stride (in training with the
  * statistics cache of rt_bn_relu_forward_train_cached), and the bn+relu outputs
- * that feed a conv are recomputed before the conv's backward. */
+ * that feed a conv are not recomputed before the conv's backward: the 1x1
+ * and the 3x3 conv's backward apply them as their weight gradient reads
+ * them (rt_bn_relu_conv1x1_backward, rt_bn_relu_conv3x3_backward), and
+ * their training forwards apply them as they read their input
+ * (rt_bn_relu_conv1x1_train, rt_bn_relu_conv3x3_train). */
 START_TEST(test_emit_dense)
 {
     static Hand h;
@@ -115,7 +119,11 @@ START_TEST(test_emit_dense)
         ck_assert_ptr_nonnull(strstr(text, "FN(rt_bn_relu_conv1x1_train)"));
         ck_assert_ptr_nonnull(strstr(text, "if (!train)    /* training: with its input's bn"));
         ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_backward_strided"));
-        ck_assert_ptr_nonnull(strstr(text, "rt_bn_relu_recompute"));
+        ck_assert_ptr_nonnull(strstr(text, "FN(rt_bn_relu_conv1x1_backward)"));
+        ck_assert_ptr_nonnull(strstr(text, "FN(rt_bn_relu_conv3x3_backward)"));
+        /* and the 3x3 conv's training forward applies it (h not written) */
+        ck_assert_ptr_nonnull(strstr(text, "FN(rt_bn_relu_conv3x3_train)"));
+        ck_assert_ptr_null(strstr(text, "rt_bn_relu_recompute"));
         ck_assert_ptr_nonnull(strstr(text, ", in place */"));
         /* the whole-tensor concat only where the head joins two gaps */
         char *cat = strstr(text, "rt_concat_forward");

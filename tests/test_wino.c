@@ -656,6 +656,236 @@ static void check_bnin(const Shape *s, int variant)
 START_TEST(test_wino_bnin) { WINO_VARIANT_CASE(_i, check_bnin); }
 END_TEST
 
+/* The backward of a 3x3 conv of h = relu(x sc + sh) with a training BN's
+ * saved statistics, h not kept (rt_bn_relu_conv3x3_backward): the bytes of
+ * rt_bn_relu_recompute into h and rt_conv2d_backward reading it, din
+ * written and added to, dw added to, 1 and 2 threads; h untouched where
+ * the weight gradient applies the BN itself (Winograd's input rows with 16
+ * and more outputs, the direct kernel's groups of images with DenseNet's
+ * 12: every shape of ResNet-20's and DenseNet's), written where it must be
+ * (a branch record: the recompute's pieces); the double twin as its two
+ * calls. */
+static void check_bnin_bwd(const Shape *s, int variant)
+{
+    int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co;
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
+    double *xd = tu_calloc(ni, sizeof(double)), *wd = tu_calloc(nw, sizeof(double));
+    double *dd = tu_calloc(no, sizeof(double)), *pd = tu_calloc(4 * (size_t)C, sizeof(double));
+    float *x = tu_calloc(ni, sizeof(float)), *w = tu_calloc(nw, sizeof(float));
+    float *dout = tu_calloc(no, sizeof(float)), *pf = tu_calloc(4 * (size_t)C, sizeof(float));
+    float *h = tu_calloc(ni, sizeof(float)), *href = tu_calloc(ni, sizeof(float));
+    float *din[2], *dw[2];
+    RtRng rng;
+    rt_rng_seed(&rng, 9000u + (unsigned)(s - shapes));
+    gc_fill(xd, ni, &rng);
+    gc_fill(wd, nw, &rng);
+    gc_fill(dd, no, &rng);
+    gc_fill(pd, 4 * (size_t)C, &rng);
+    for (int k = 0; k < C; k++)     /* rstd > 0 */
+        pd[C + k] = 0.5 + pd[C + k] * pd[C + k];
+    gc_to_float(x, xd, ni);
+    gc_to_float(w, wd, nw);
+    gc_to_float(dout, dd, no);
+    gc_to_float(pf, pd, 4 * (size_t)C);
+    const float *mean = pf, *rstd = pf + C, *gamma = pf + 2 * C, *beta = pf + 3 * C;
+    const char *tag = variant ? "avx2" : "best";
+    int fused = s - shapes < 5 && tu_has_avx2();    /* ResNet-20's and DenseNet's shapes */
+    for (int k = 0; k < 2; k++)
+        din[k] = tu_calloc(ni, sizeof(float)), dw[k] = tu_calloc(nw, sizeof(float));
+    for (int th = 1; th <= 2; th++)
+        for (int acc = 0; acc <= 1; acc++) {
+            size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+            RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+            for (int k = 0; k < 2; k++) {
+                for (size_t i = 0; i < ni; i++)
+                    din[k][i] = 0.5f;
+                for (size_t i = 0; i < nw; i++)
+                    dw[k][i] = 0.25f;
+            }
+            rt_bn_relu_recompute(&ctx, href, x, mean, rstd, gamma, beta, B, C, H * W, 0,
+                                 (size_t)C * H * W);
+            rt_conv2d_backward(&ctx, din[0], acc, dw[0], dout, href, w, B, C, H, W, Co, 3, 1, 1);
+            for (size_t i = 0; i < ni; i++)
+                h[i] = 1e30f;
+            rt_bn_relu_conv3x3_backward(&ctx, din[1], acc, dw[1], dout, h, x, mean, rstd, gamma,
+                                        beta, B, C, H, W, 0, (size_t)C * H * W, w, Co);
+            ck_assert_msg(memcmp(din[0], din[1], ni * sizeof(float)) == 0,
+                          "%s bnin bwd %d->%d %dx%d B%d t%d acc%d: din", tag, C, Co, H, W, B, th,
+                          acc);
+            ck_assert_msg(memcmp(dw[0], dw[1], nw * sizeof(float)) == 0,
+                          "%s bnin bwd %d->%d %dx%d B%d t%d acc%d: dw", tag, C, Co, H, W, B, th,
+                          acc);
+            int untouched = 1;
+            for (size_t i = 0; i < ni; i++)
+                untouched &= h[i] == 1e30f;
+            if (fused)
+                ck_assert_msg(untouched, "%s bnin bwd %d->%d %dx%d: wrote h", tag, C, Co, H, W);
+            else if (!untouched)
+                ck_assert_msg(memcmp(h, href, ni * sizeof(float)) == 0, "%s bnin bwd %d->%d: h",
+                              tag, C, Co);
+            /* a branch record: h recomputed (the record's pieces), the same bytes */
+            uint8_t *mask = tu_calloc(ni, 1);
+            for (size_t i = 0; i < ni; i++)
+                mask[i] = href[i] > 0.0f;
+            RtBranch br = {.replay = 1, .mask = mask, .cap = ni};
+            RtCtx bc = ctx;
+            bc.branch = &br;
+            rt_bn_relu_conv3x3_backward(&bc, din[1], 1, dw[1], dout, h, x, mean, rstd, gamma,
+                                        beta, B, C, H, W, 0, (size_t)C * H * W, w, Co);
+            ck_assert_msg(memcmp(h, href, ni * sizeof(float)) == 0, "%s bnin bwd record: h",
+                          tag);
+            free(mask), free(ctx.scratch);
+        }
+    /* the double twin */
+    {
+        double *xp = tu_calloc(4 * (size_t)C, sizeof(double)), *hd = tu_calloc(ni, 8);
+        double *hr = tu_calloc(ni, 8), *d0 = tu_calloc(ni, 8), *d1 = tu_calloc(ni, 8);
+        double *g0 = tu_calloc(nw, 8), *g1 = tu_calloc(nw, 8);
+        for (size_t i = 0; i < 4 * (size_t)C; i++)
+            xp[i] = (double)pf[i];
+        size_t bytes = rt_conv2d_scratch_bytes(2, B, C, H, W, 3, 1, 1, sizeof(double));
+        RtCtx ctx = {.threads = 2, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+        rt_bn_relu_recompute_d(&ctx, hr, xd, xp, xp + C, xp + 2 * C, xp + 3 * C, B, C, H * W, 0,
+                               (size_t)C * H * W);
+        rt_conv2d_backward_d(&ctx, d0, 0, g0, dd, hr, wd, B, C, H, W, Co, 3, 1, 1);
+        rt_bn_relu_conv3x3_backward_d(&ctx, d1, 0, g1, dd, hd, xd, xp, xp + C, xp + 2 * C,
+                                      xp + 3 * C, B, C, H, W, 0, (size_t)C * H * W, wd, Co);
+        ck_assert_msg(memcmp(d0, d1, ni * 8) == 0 && memcmp(g0, g1, nw * 8) == 0,
+                      "bnin bwd _d %d->%d", C, Co);
+        free(ctx.scratch), free(xp), free(hd), free(hr), free(d0), free(d1), free(g0), free(g1);
+    }
+    for (int k = 0; k < 2; k++)
+        free(din[k]), free(dw[k]);
+    free(xd), free(wd), free(dd), free(pd), free(x), free(w), free(dout), free(pf), free(h);
+    free(href);
+}
+
+START_TEST(test_wino_bnin_bwd) { WINO_VARIANT_CASE(_i, check_bnin_bwd); }
+END_TEST
+
+/* The training forward of relu(bn(x)) and the 3x3 conv of it, h not
+ * written where Winograd takes the conv (rt_bn_relu_conv3x3_train): the
+ * bytes of rt_bn_relu_forward_train into h then rt_conv2d_forward (no sum)
+ * or rt_conv2d_sum_train (a sum) reading it, in the output and in the
+ * saved and running statistics, 1 and 2 threads; then its backward with
+ * the sum's term -1 (rt_bn_relu_conv3x3_backward_neg) against
+ * rt_conv2d_backward_neg reading h; with a branch record both write h (the
+ * pair); the double twins as their calls. */
+static void check_bnin_train(const Shape *s, int variant)
+{
+    int B = s->B, C = s->C, H = s->H, W = s->W, Co = s->Co, HW = H * W;
+    size_t ni = (size_t)B * C * HW, no = (size_t)B * Co * HW, nw = (size_t)Co * C * 9;
+    double *xd = tu_calloc(ni, sizeof(double)), *wd = tu_calloc(nw, sizeof(double));
+    double *pd = tu_calloc(2 * (size_t)C, sizeof(double)), *rd = tu_calloc(no, sizeof(double));
+    float *x = tu_calloc(ni, sizeof(float)), *w = tu_calloc(nw, sizeof(float));
+    float *pf = tu_calloc(2 * (size_t)C, sizeof(float)), *rf = tu_calloc(no, sizeof(float));
+    float *h = tu_calloc(ni, sizeof(float)), *href = tu_calloc(ni, sizeof(float));
+    float *out[2], *conv = tu_calloc(no, sizeof(float)), *st[2];
+    RtRng rng;
+    rt_rng_seed(&rng, 9500u + (unsigned)(s - shapes));
+    gc_fill(xd, ni, &rng);
+    gc_fill(wd, nw, &rng);
+    gc_fill(pd, 2 * (size_t)C, &rng);
+    gc_fill(rd, no, &rng);
+    gc_to_float(x, xd, ni);
+    gc_to_float(w, wd, nw);
+    gc_to_float(pf, pd, 2 * (size_t)C);
+    gc_to_float(rf, rd, no);
+    const float *gamma = pf, *beta = pf + C;
+    const char *tag = variant ? "avx2" : "best";
+    int fused = rt_wino_taken(C, Co);
+    for (int k = 0; k < 2; k++)     /* mean, rstd, running mean, running var */
+        out[k] = tu_calloc(no, sizeof(float)), st[k] = tu_calloc(4 * (size_t)C, sizeof(float));
+    for (int th = 1; th <= 2; th++)
+        for (int sum = 0; sum <= 1; sum++) {
+            size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
+            RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+            for (int k = 0; k < 2; k++)
+                for (int c = 0; c < C; c++)
+                    st[k][2 * C + c] = 0.25f, st[k][3 * C + c] = 1.5f;
+            rt_bn_relu_forward_train(&ctx, href, st[0], st[0] + C, st[0] + 2 * C, st[0] + 3 * C,
+                                     x, gamma, beta, B, C, HW, 0.1, 1e-5, 0);
+            if (sum)
+                rt_conv2d_sum_train(&ctx, out[0], conv, href, w, B, C, H, W, Co, 3, 1, 1, -1.0,
+                                    rf, 1.0);
+            else
+                rt_conv2d_forward(&ctx, out[0], href, w, B, C, H, W, Co, 3, 1, 1);
+            for (size_t i = 0; i < ni; i++)
+                h[i] = 1e30f;
+            rt_bn_relu_conv3x3_train(&ctx, out[1], conv, h, st[1], st[1] + C, st[1] + 2 * C,
+                                     st[1] + 3 * C, x, gamma, beta, B, C, H, W, 0.1, 1e-5, 0, w,
+                                     Co, sum ? -1.0 : 0.0, sum ? rf : NULL, 1.0);
+            ck_assert_msg(memcmp(out[0], out[1], no * sizeof(float)) == 0,
+                          "%s bnin train %d->%d %dx%d B%d t%d sum%d: out", tag, C, Co, H, W, B,
+                          th, sum);
+            ck_assert_msg(memcmp(st[0], st[1], 4 * (size_t)C * sizeof(float)) == 0,
+                          "%s bnin train %d->%d t%d: statistics", tag, C, Co, th);
+            if (fused)
+                ck_assert_msg(h[0] == 1e30f && h[ni - 1] == 1e30f, "%s bnin train %d->%d: wrote h",
+                              tag, C, Co);
+            else
+                ck_assert_msg(memcmp(h, href, ni * sizeof(float)) == 0, "%s bnin train: h", tag);
+            /* the backward with the term -1, din added to, dw added to */
+            float *d[2], *g[2];
+            for (int k = 0; k < 2; k++) {
+                d[k] = tu_calloc(ni, sizeof(float)), g[k] = tu_calloc(nw, sizeof(float));
+                for (size_t i = 0; i < ni; i++)
+                    d[k][i] = 0.5f;
+                for (size_t i = 0; i < nw; i++)
+                    g[k][i] = 0.25f;
+            }
+            rt_conv2d_backward_neg(&ctx, d[0], 1, g[0], rf, href, w, B, C, H, W, Co, 3, 1, 1);
+            rt_bn_relu_conv3x3_backward_neg(&ctx, d[1], 1, g[1], rf, h, x, st[1], st[1] + C,
+                                            gamma, beta, B, C, H, W, 0, (size_t)C * HW, w, Co);
+            ck_assert_msg(memcmp(d[0], d[1], ni * sizeof(float)) == 0
+                              && memcmp(g[0], g[1], nw * sizeof(float)) == 0,
+                          "%s bnin backward_neg %d->%d t%d", tag, C, Co, th);
+            for (int k = 0; k < 2; k++)
+                free(d[k]), free(g[k]);
+            /* a branch record: the pair, h written with the record's pieces */
+            uint8_t *mask = tu_calloc(ni, 1);
+            RtBranch br = {.replay = 0, .mask = mask, .cap = ni};
+            RtCtx bc = ctx;
+            bc.branch = &br;
+            bc.threads = 1;
+            for (size_t i = 0; i < ni; i++)
+                h[i] = 1e30f;
+            rt_bn_relu_conv3x3_train(&bc, out[1], conv, h, st[1], st[1] + C, st[1] + 2 * C,
+                                     st[1] + 3 * C, x, gamma, beta, B, C, H, W, 0.1, 1e-5, 0, w,
+                                     Co, sum ? -1.0 : 0.0, sum ? rf : NULL, 1.0);
+            ck_assert_uint_eq(br.seen, ni);
+            ck_assert_msg(memcmp(h, href, ni * sizeof(float)) == 0, "%s bnin train record: h",
+                          tag);
+            free(mask), free(ctx.scratch);
+        }
+    /* the double twin */
+    {
+        double *p2 = tu_calloc(2 * (size_t)C, 8), *s0 = tu_calloc(4 * (size_t)C, 8);
+        double *s1 = tu_calloc(4 * (size_t)C, 8), *h0 = tu_calloc(ni, 8), *h1 = tu_calloc(ni, 8);
+        double *o0 = tu_calloc(no, 8), *o1 = tu_calloc(no, 8), *cv = tu_calloc(no, 8);
+        for (size_t i = 0; i < 2 * (size_t)C; i++)
+            p2[i] = (double)pf[i];
+        size_t bytes = rt_conv2d_scratch_bytes(2, B, C, H, W, 3, 1, 1, sizeof(double));
+        RtCtx ctx = {.threads = 2, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
+        rt_bn_relu_forward_train_d(&ctx, h0, s0, s0 + C, s0 + 2 * C, s0 + 3 * C, xd, p2, p2 + C,
+                                   B, C, HW, 0.1, 1e-5, 0);
+        rt_conv2d_sum_train_d(&ctx, o0, cv, h0, wd, B, C, H, W, Co, 3, 1, 1, -1.0, rd, 1.0);
+        rt_bn_relu_conv3x3_train_d(&ctx, o1, cv, h1, s1, s1 + C, s1 + 2 * C, s1 + 3 * C, xd, p2,
+                                   p2 + C, B, C, H, W, 0.1, 1e-5, 0, wd, Co, -1.0, rd, 1.0);
+        ck_assert_msg(memcmp(o0, o1, no * 8) == 0 && memcmp(s0, s1, 4 * (size_t)C * 8) == 0,
+                      "bnin train _d %d->%d", C, Co);
+        free(ctx.scratch), free(p2), free(s0), free(s1), free(h0), free(h1), free(o0), free(o1);
+        free(cv);
+    }
+    for (int k = 0; k < 2; k++)
+        free(out[k]), free(st[k]);
+    free(xd), free(wd), free(pd), free(rd), free(x), free(w), free(pf), free(rf), free(h);
+    free(href), free(conv);
+}
+
+START_TEST(test_wino_bnin_train) { WINO_VARIANT_CASE(_i, check_bnin_train); }
+END_TEST
+
 /* The weight gradient over batches of several groups of tile rows (cut
  * into runs of their own partial sums, one thread each): against
  * the double loops within DW_TOL, and the same bytes for 1, 2, 3 and 4
@@ -804,6 +1034,8 @@ static Suite *wino_suite(void)
     tcase_add_loop_test(tc, test_wino_eval, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_sum_train, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_bnin, 0, 2 * NSHAPES);
+    tcase_add_loop_test(tc, test_wino_bnin_bwd, 0, 2 * NSHAPES);
+    tcase_add_loop_test(tc, test_wino_bnin_train, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_wino_dw_runs, 0, 2 * NDW);
     tcase_add_loop_test(tc, test_wino_neg, 0, 2 * NSHAPES);
     tcase_add_test(tc, test_wino_off);
