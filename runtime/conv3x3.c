@@ -69,6 +69,13 @@
 #include <string.h>
 #include "conv3x3.h"
 
+/* A training BN + relu applied to a 1x1 conv's input as it is read (the
+ * saved statistics of the BN's statistics-only pass; pw_bnin is
+ * bn_relu_recompute's arithmetic, the same bytes as h written and read). */
+typedef struct {
+    const float *mean, *rstd, *gamma, *beta;
+} PwBn;
+
 /* Where the taps of an output pixel lie in the padded buffer (see above). */
 typedef struct {
     int S, pitch;       /* padded rows per output row (stride, doubled for pairs); floats per row */
@@ -738,13 +745,6 @@ static int pw_team(const RtCtx *ctx, int n)
     return t < n ? t : (n > 0 ? n : 1);
 }
 
-/* A training BN + relu applied to a 1x1 conv's input as it is read (the
- * saved statistics of the BN's statistics-only pass; pw_bnin is
- * bn_relu_recompute's arithmetic, the same bytes as h written and read). */
-typedef struct {
-    const float *mean, *rstd, *gamma, *beta;
-} PwBn;
-
 /* One image's input rows [c0, c1) of N floats for a 1x1 kernel: x itself,
  * or with bn, relu(bn(x)) into the same rows of h. */
 static const float *pw_rows(int v, float *h, const float *x, const PwBn *bn, int c0, int c1,
@@ -752,33 +752,43 @@ static const float *pw_rows(int v, float *h, const float *x, const PwBn *bn, int
 {
     if (!bn)
         return x;
-    size_t o = (size_t)c0 * N;
     if (v == ISA_AVX512)
-        pw_bnin_avx512(h + o, x + o, bn->mean + c0, bn->rstd + c0, bn->gamma + c0,
-                       bn->beta + c0, c1 - c0, N);
+        pw_bnin_avx512(h, x, bn, c0, c1, N);
     else
-        pw_bnin_avx2(h + o, x + o, bn->mean + c0, bn->rstd + c0, bn->gamma + c0,
-                     bn->beta + c0, c1 - c0, N);
+        pw_bnin_avx2(h, x, bn, c0, c1, N);
     return h;
 }
 
+/* Whether pw_image packs C input channels into panels (and so applies a BN
+ * itself). */
+static int pw_packs(int v, int C)
+{
+    return v == ISA_AVX512 ? pw_pv_avx512(C) > 0 : pw_pv_avx2(C) > 0;
+}
+
 /* out (acc ? +=: =) w x per image, the batch split over the team; x's
- * images are xs floats apart. With bn each thread first activates the image
- * into its own C x N slice of ctx->scratch (in L2). */
+ * images are xs floats apart. With bn, pw_image applies it as it packs its
+ * panels; for inputs too many to pack, each thread first activates the
+ * image into its own C x N slice of ctx->scratch (in L2). */
 static void pw_data(const RtCtx *ctx, float *out, int acc, const float *x, size_t xs,
                     const PwBn *bn, const float *w, ptrdiff_t wo, ptrdiff_t wi, int B, int C,
                     int Co, int N)
 {
-    int v = pw_variant(N);
+    int v = pw_variant(N), inplace = bn && !pw_packs(v, C);
 #pragma omp parallel for num_threads(pw_team(ctx, B)) schedule(static)
     for (int b = 0; b < B; b++) {
-        float *h = bn ? (float *)ctx->scratch + (size_t)omp_get_thread_num() * C * N : NULL;
-        const float *xb = pw_rows(v, h, x + (size_t)b * xs, bn, 0, C, N);
+        const float *xb = x + (size_t)b * xs;
+        const PwBn *pb = bn;
+        if (inplace) {
+            float *h = (float *)ctx->scratch + (size_t)omp_get_thread_num() * C * N;
+            xb = pw_rows(v, h, xb, bn, 0, C, N);
+            pb = NULL;
+        }
         float *ob = out + (size_t)b * Co * N;
         if (v == ISA_AVX512)
-            pw_image_avx512(ob, acc, xb, w, wo, wi, C, Co, N);
+            pw_image_avx512(ob, acc, xb, pb, w, wo, wi, C, Co, N);
         else
-            pw_image_avx2(ob, acc, xb, w, wo, wi, C, Co, N);
+            pw_image_avx2(ob, acc, xb, pb, w, wo, wi, C, Co, N);
     }
 }
 
