@@ -794,7 +794,8 @@ static void pw_data(const RtCtx *ctx, float *out, int acc, const float *x, size_
 
 /* dw += dout x^T: thread i owns the input channels [Cin*i/t, Cin*(i+1)/t)
  * and walks the batch in order; with bn it activates its own rows of each
- * image into the same rows of ctx->scratch (Cin x N floats in all). */
+ * image, a block at a time, into the same rows of ctx->scratch (Cin x N
+ * floats in all). */
 static void pw_dw(const RtCtx *ctx, float *dw, const float *dout, const float *x, size_t xs,
                   const PwBn *bn, int B, int Cin, int N, int Cout)
 {
@@ -805,11 +806,11 @@ static void pw_dw(const RtCtx *ctx, float *dw, const float *dout, const float *x
         int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
         for (int b = 0; b < B && ci1 > ci0; b++) {
             const float *db = dout + (size_t)b * Cout * N;
-            const float *xb = pw_rows(v, ctx->scratch, x + (size_t)b * xs, bn, ci0, ci1, N);
+            const float *xb = x + (size_t)b * xs;
             if (v == ISA_AVX512)
-                pw_dw_image_avx512(dw, db, xb, Cin, Cout, N, ci0, ci1);
+                pw_dw_image_avx512(dw, db, xb, bn, ctx->scratch, Cin, Cout, N, ci0, ci1);
             else
-                pw_dw_image_avx2(dw, db, xb, Cin, Cout, N, ci0, ci1);
+                pw_dw_image_avx2(dw, db, xb, bn, ctx->scratch, Cin, Cout, N, ci0, ci1);
         }
     }
 }
