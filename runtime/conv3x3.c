@@ -727,8 +727,9 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
 
 /* --- pointwise convolutions ------------------------------------------------------
  * 1x1, stride 1, no padding: out = W x per image, din (+)= W^T dout, dw +=
- * dout x^T. Same register blocking as the 3x3 kernels, no padded copy, no
- * workspace; the batch is split over the team for the first two, the
+ * dout x^T. Same register blocking as the 3x3 kernels, no padded copy; the
+ * first two copy x a panel at a time into their stack (pw_image) and need
+ * no workspace; the batch is split over the team for the first two, the
  * input channels for dw (each entry summed over the images in batch order
  * whatever the thread count). Replaces OpenBLAS, whose Debian build runs
  * its SSE3 kernels on CPUs it does not know. */
