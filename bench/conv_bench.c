@@ -19,7 +19,9 @@
  * process's CPU time, all threads together (what a split that repeats work
  * costs; the wall time follows from it only on an idle machine).
  * Prints one line per shape, pass and path: milliseconds and GFLOP/s
- * (2 x multiply-adds). */
+ * (2 x multiply-adds). The 1x1 shapes also time the forward and the weight
+ * gradient of a training BN + relu's output never written (bnf, bndw:
+ * rt_conv1x1_bnin_*, DenseNet's bottleneck) on the direct paths. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,11 +80,11 @@ int main(int argc, char **argv)
         size_t nw = (size_t)s->Co * s->C * K * K;
         float *in = malloc(ni * sizeof(float)), *din = malloc(ni * sizeof(float));
         float *out = malloc(no * sizeof(float)), *w = malloc(nw * sizeof(float));
-        float *dw = calloc(nw, sizeof(float));
+        float *dw = calloc(nw, sizeof(float)), *st = malloc((size_t)4 * s->C * sizeof(float));
         size_t bytes = rt_conv2d_scratch_bytes(th, B, s->C, s->H, s->W, K, s->S, P, sizeof(float));
         void *scratch = malloc(bytes ? bytes : 1);
         double *t = malloc((size_t)reps * sizeof(double));
-        if (!in || !din || !out || !w || !dw || !scratch || !t) {
+        if (!in || !din || !out || !w || !dw || !st || !scratch || !t) {
             fprintf(stderr, "conv_bench: out of memory\n");
             return 1;
         }
@@ -92,10 +94,14 @@ int main(int argc, char **argv)
             w[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
         for (size_t i = 0; i < no; i++)
             out[i] = (float)((i * 31) % 1000) * 1e-3f - 0.5f;
+        for (int c = 0; c < s->C; c++)     /* mean, rstd, gamma, beta */
+            st[c] = 0.1f, st[s->C + c] = 1.5f, st[2 * s->C + c] = 1, st[3 * s->C + c] = 0;
         RtCtx ctx = {.threads = th, .scratch = scratch, .scratch_bytes = bytes};
         double flop = 2.0 * (double)no * s->C * K * K;
-        for (int pass = 0; pass < 3; pass++) {
+        for (int pass = 0; pass < (K == 1 ? 5 : 3); pass++) {
             for (int p = 0; p < 5; p++) {
+                if (pass >= 3 && (p == 0 || p >= 3))
+                    continue;
                 if ((p == 2 || p == 4) ? !avx512 : p > 0 && !avx2)
                     continue;
                 if (p >= 3 && (K != 3 || s->S != 1))
@@ -111,21 +117,30 @@ int main(int argc, char **argv)
                     else if (pass == 1)
                         rt_conv2d_backward(&ctx, din, 0, NULL, out, in, w, B, s->C, s->H, s->W,
                                            s->Co, K, s->S, P);
-                    else
+                    else if (pass == 2)
                         rt_conv2d_backward(&ctx, NULL, 0, dw, out, in, w, B, s->C, s->H, s->W,
                                            s->Co, K, s->S, P);
+                    else if (pass == 3)
+                        rt_conv1x1_bnin_forward(&ctx, out, in, (size_t)s->C * s->H * s->W, st,
+                                                st + s->C, st + 2 * s->C, st + 3 * s->C, w, B,
+                                                s->C, s->H * s->W, s->Co);
+                    else
+                        rt_conv1x1_bnin_backward(&ctx, NULL, 0, dw, out, in,
+                                                 (size_t)s->C * s->H * s->W, st, st + s->C,
+                                                 st + 2 * s->C, st + 3 * s->C, w, B, s->C,
+                                                 s->H * s->W, s->Co);
                     if (r > 0)  /* the first call warms the caches */
                         t[r - 1] = (th > 1 ? proc_ms() : cpu_ms()) - t0;
                 }
                 qsort(t, (size_t)reps, sizeof(double), cmp);
                 double ms = t[reps / 2];
-                printf("%-20s %-4s %-8s %9.2f %8.1f\n", s->name,
-                       pass == 0 ? "fwd" : pass == 1 ? "din" : "dw", paths[p], ms,
+                static const char *const pass_names[] = {"fwd", "din", "dw", "bnf", "bndw"};
+                printf("%-20s %-4s %-8s %9.2f %8.1f\n", s->name, pass_names[pass], paths[p], ms,
                        flop / (ms * 1e6));
                 fflush(stdout);
             }
         }
-        free(in), free(din), free(out), free(w), free(dw), free(scratch), free(t);
+        free(in), free(din), free(out), free(w), free(dw), free(st), free(scratch), free(t);
     }
     unsetenv("OPTC_CONV_ISA");
     unsetenv("OPTC_CONV_WINO");

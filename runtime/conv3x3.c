@@ -69,6 +69,13 @@
 #include <string.h>
 #include "conv3x3.h"
 
+/* A training BN + relu applied to a 1x1 conv's input as it is read (the
+ * saved statistics of the BN's statistics-only pass; pw_bnin is
+ * bn_relu_recompute's arithmetic, the same bytes as h written and read). */
+typedef struct {
+    const float *mean, *rstd, *gamma, *beta;
+} PwBn;
+
 /* Where the taps of an output pixel lie in the padded buffer (see above). */
 typedef struct {
     int S, pitch;       /* padded rows per output row (stride, doubled for pairs); floats per row */
@@ -774,8 +781,9 @@ int rt_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw, const 
 
 /* --- pointwise convolutions ------------------------------------------------------
  * 1x1, stride 1, no padding: out = W x per image, din (+)= W^T dout, dw +=
- * dout x^T. Same register blocking as the 3x3 kernels, no padded copy, no
- * workspace; the batch is split over the team for the first two, the
+ * dout x^T. Same register blocking as the 3x3 kernels, no padded copy; the
+ * first two copy x a panel at a time into their stack (pw_image) and need
+ * no workspace; the batch is split over the team for the first two, the
  * input channels for dw (each entry summed over the images in batch order
  * whatever the thread count). Replaces OpenBLAS, whose Debian build runs
  * its SSE3 kernels on CPUs it does not know. */
@@ -792,13 +800,6 @@ static int pw_team(const RtCtx *ctx, int n)
     return t < n ? t : (n > 0 ? n : 1);
 }
 
-/* A training BN + relu applied to a 1x1 conv's input as it is read (the
- * saved statistics of the BN's statistics-only pass; pw_bnin is
- * bn_relu_recompute's arithmetic, the same bytes as h written and read). */
-typedef struct {
-    const float *mean, *rstd, *gamma, *beta;
-} PwBn;
-
 /* One image's input rows [c0, c1) of N floats for a 1x1 kernel: x itself,
  * or with bn, relu(bn(x)) into the same rows of h. */
 static const float *pw_rows(int v, float *h, const float *x, const PwBn *bn, int c0, int c1,
@@ -806,39 +807,50 @@ static const float *pw_rows(int v, float *h, const float *x, const PwBn *bn, int
 {
     if (!bn)
         return x;
-    size_t o = (size_t)c0 * N;
     if (v == ISA_AVX512)
-        pw_bnin_avx512(h + o, x + o, bn->mean + c0, bn->rstd + c0, bn->gamma + c0,
-                       bn->beta + c0, c1 - c0, N);
+        pw_bnin_avx512(h, x, bn, c0, c1, N);
     else
-        pw_bnin_avx2(h + o, x + o, bn->mean + c0, bn->rstd + c0, bn->gamma + c0,
-                     bn->beta + c0, c1 - c0, N);
+        pw_bnin_avx2(h, x, bn, c0, c1, N);
     return h;
 }
 
+/* Whether pw_image packs C input channels into panels (and so applies a BN
+ * itself). */
+static int pw_packs(int v, int C)
+{
+    return v == ISA_AVX512 ? pw_pv_avx512(C) > 0 : pw_pv_avx2(C) > 0;
+}
+
 /* out (acc ? +=: =) w x per image, the batch split over the team; x's
- * images are xs floats apart. With bn each thread first activates the image
- * into its own C x N slice of ctx->scratch (in L2). */
+ * images are xs floats apart. With bn, pw_image applies it as it packs its
+ * panels; for inputs too many to pack, each thread first activates the
+ * image into its own C x N slice of ctx->scratch (in L2). */
 static void pw_data(const RtCtx *ctx, float *out, int acc, const float *x, size_t xs,
                     const PwBn *bn, const float *w, ptrdiff_t wo, ptrdiff_t wi, int B, int C,
                     int Co, int N)
 {
-    int v = pw_variant(N);
+    int v = pw_variant(N), inplace = bn && !pw_packs(v, C);
 #pragma omp parallel for num_threads(pw_team(ctx, B)) schedule(static)
     for (int b = 0; b < B; b++) {
-        float *h = bn ? (float *)ctx->scratch + (size_t)omp_get_thread_num() * C * N : NULL;
-        const float *xb = pw_rows(v, h, x + (size_t)b * xs, bn, 0, C, N);
+        const float *xb = x + (size_t)b * xs;
+        const PwBn *pb = bn;
+        if (inplace) {
+            float *h = (float *)ctx->scratch + (size_t)omp_get_thread_num() * C * N;
+            xb = pw_rows(v, h, xb, bn, 0, C, N);
+            pb = NULL;
+        }
         float *ob = out + (size_t)b * Co * N;
         if (v == ISA_AVX512)
-            pw_image_avx512(ob, acc, xb, w, wo, wi, C, Co, N);
+            pw_image_avx512(ob, acc, xb, pb, w, wo, wi, C, Co, N);
         else
-            pw_image_avx2(ob, acc, xb, w, wo, wi, C, Co, N);
+            pw_image_avx2(ob, acc, xb, pb, w, wo, wi, C, Co, N);
     }
 }
 
 /* dw += dout x^T: thread i owns the input channels [Cin*i/t, Cin*(i+1)/t)
  * and walks the batch in order; with bn it activates its own rows of each
- * image into the same rows of ctx->scratch (Cin x N floats in all). */
+ * image, a block at a time, into the same rows of ctx->scratch (Cin x N
+ * floats in all). */
 static void pw_dw(const RtCtx *ctx, float *dw, const float *dout, const float *x, size_t xs,
                   const PwBn *bn, int B, int Cin, int N, int Cout)
 {
@@ -849,11 +861,11 @@ static void pw_dw(const RtCtx *ctx, float *dw, const float *dout, const float *x
         int ci0 = (int)((long long)Cin * i / n), ci1 = (int)((long long)Cin * (i + 1) / n);
         for (int b = 0; b < B && ci1 > ci0; b++) {
             const float *db = dout + (size_t)b * Cout * N;
-            const float *xb = pw_rows(v, ctx->scratch, x + (size_t)b * xs, bn, ci0, ci1, N);
+            const float *xb = x + (size_t)b * xs;
             if (v == ISA_AVX512)
-                pw_dw_image_avx512(dw, db, xb, Cin, Cout, N, ci0, ci1);
+                pw_dw_image_avx512(dw, db, xb, bn, ctx->scratch, Cin, Cout, N, ci0, ci1);
             else
-                pw_dw_image_avx2(dw, db, xb, Cin, Cout, N, ci0, ci1);
+                pw_dw_image_avx2(dw, db, xb, bn, ctx->scratch, Cin, Cout, N, ci0, ci1);
         }
     }
 }

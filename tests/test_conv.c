@@ -188,6 +188,9 @@ END_TEST
  * + variant. */
 static const int pw_shapes[][5] = {     /* B, C, H, W, Co */
     {3, 24, 32, 32, 48}, {2, 48, 8, 8, 12}, {3, 5, 7, 7, 3}, {1, 13, 5, 3, 9}, {2, 36, 16, 16, 7},
+    /* the 1x1 forward's packed panels: ragged last panel and vector (N
+     * 1073), panels of 2 vectors (700 inputs), too many inputs to pack */
+    {2, 13, 37, 29, 11}, {2, 700, 1, 83, 5}, {1, 1100, 1, 45, 3},
 };
 #define NPW (int)(sizeof pw_shapes / sizeof pw_shapes[0])
 
@@ -258,6 +261,73 @@ START_TEST(test_pointwise)
 }
 END_TEST
 
+/* The 1x1 conv of relu(bn(x)) with h never written (rt_conv1x1_bnin_*,
+ * its BN applied as the forward packs its panels) against the BN writing
+ * h (rt_bn_relu_recompute) and the plain 1x1 conv reading it: the same
+ * bytes, forward and dw, 1 and 2 threads; x's images further apart than
+ * C x N (a dense stage's prefix). Loop index: shape i * 2 + variant. */
+static const int pwbn_shapes[][4] = {   /* B, C, N, Co */
+    {3, 24, 1024, 48}, {2, 84, 1024, 48}, {2, 13, 1073, 11}, {2, 700, 83, 5},
+    {1, 1100, 45, 3}, {3, 36, 64, 12}, {2, 5, 7, 3},
+};
+#define NPWBN (int)(sizeof pwbn_shapes / sizeof pwbn_shapes[0])
+
+START_TEST(test_pointwise_bnin)
+{
+    if (!tu_has_avx2())
+        TEST_SKIP("no AVX2+FMA here: no 1x1 kernels with a BN");
+    const int *d = pwbn_shapes[_i / 2];
+    int B = d[0], C = d[1], N = d[2], Co = d[3];
+    if (isa_env[_i % 2])
+        setenv("OPTC_CONV_ISA", isa_env[_i % 2], 1);
+    size_t xs = (size_t)(C + 3) * N, ni = (size_t)B * xs, nh = (size_t)B * C * N;
+    size_t no = (size_t)B * Co * N, nw = (size_t)Co * C;
+    float *in = tu_calloc(ni, sizeof(float)), *h = tu_calloc(nh, sizeof(float));
+    float *w = tu_calloc(nw, sizeof(float)), *dout = tu_calloc(no, sizeof(float));
+    float *st = tu_calloc((size_t)4 * C, sizeof(float));
+    float *mean = st, *rstd = st + C, *gamma = st + 2 * C, *beta = st + 3 * C;
+    RtRng rng;
+    rt_rng_seed(&rng, 91u + (unsigned)_i);
+    for (size_t i = 0; i < ni; i++)
+        in[i] = (float)rt_rng_uniform(&rng) * 4 - 2;
+    for (size_t i = 0; i < nw; i++)
+        w[i] = (float)rt_rng_uniform(&rng) - 0.5f;
+    for (size_t i = 0; i < no; i++)
+        dout[i] = (float)rt_rng_uniform(&rng) - 0.5f;
+    for (int c = 0; c < C; c++) {
+        mean[c] = (float)rt_rng_uniform(&rng) - 0.5f;
+        rstd[c] = (float)rt_rng_uniform(&rng) + 0.5f;
+        gamma[c] = (float)rt_rng_uniform(&rng) * 2 - 1;
+        beta[c] = (float)rt_rng_uniform(&rng) - 0.5f;
+    }
+    RtCtx one = {.threads = 1};
+    rt_bn_relu_recompute(&one, h, in, mean, rstd, gamma, beta, B, C, N, 0, xs);
+    size_t sb = (size_t)2 * C * N * sizeof(float);
+    void *scratch = tu_calloc(sb, 1);
+    float *ref = tu_calloc(no, sizeof(float)), *out = tu_calloc(no, sizeof(float));
+    float *dwr = tu_calloc(nw, sizeof(float)), *dw = tu_calloc(nw, sizeof(float));
+    ck_assert_int_eq(rt_conv1x1_forward(&one, ref, h, w, B, C, N, Co), 1);
+    ck_assert_int_eq(rt_conv1x1_backward(&one, NULL, 0, dwr, dout, h, w, B, C, N, Co), 1);
+    for (int k = 0; k < 2; k++) {
+        RtCtx ctx = {.threads = k + 1, .scratch = scratch, .scratch_bytes = sb};
+        for (size_t i = 0; i < no; i++)
+            out[i] = 1e30f;
+        memset(dw, 0, nw * sizeof(float));
+        ck_assert_int_eq(rt_conv1x1_bnin_forward(&ctx, out, in, xs, mean, rstd, gamma, beta, w,
+                                                 B, C, N, Co), 1);
+        ck_assert_int_eq(rt_conv1x1_bnin_backward(&ctx, NULL, 0, dw, dout, in, xs, mean, rstd,
+                                                  gamma, beta, w, B, C, N, Co), 1);
+        ck_assert_msg(memcmp(out, ref, no * sizeof(float)) == 0, "bnin forward %d/%d N%d t%d",
+                      C, Co, N, k + 1);
+        ck_assert_msg(memcmp(dw, dwr, nw * sizeof(float)) == 0, "bnin dw %d/%d N%d t%d", C, Co,
+                      N, k + 1);
+    }
+    free(in), free(h), free(w), free(dout), free(st), free(scratch);
+    free(ref), free(out), free(dwr), free(dw);
+    unsetenv("OPTC_CONV_ISA");
+}
+END_TEST
+
 /* OPTC_CONV_ISA=none turns the direct kernels off: the callers' im2col
  * path then runs (and still agrees with the loops). */
 START_TEST(test_isa_none)
@@ -310,6 +380,7 @@ static Suite *conv_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_direct_vs_ref, 0, 2 * NSHAPES);
     tcase_add_loop_test(tc, test_pointwise, 0, 2 * NPW);
+    tcase_add_loop_test(tc, test_pointwise_bnin, 0, 2 * NPWBN);
     tcase_add_test(tc, test_isa_none);
     tcase_add_test(tc, test_small_scratch);
     suite_add_tcase(s, tc);
