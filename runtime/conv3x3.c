@@ -683,6 +683,7 @@ int rt_conv3x3_bnin_weights(const RtCtx *ctx, float *dw, const float *dout, cons
     if (ctx->scratch_bytes < (size_t)G * img_in * sizeof(float))
         return 0;
     float *h = ctx->scratch;
+    PwBn bn = {mean, rstd, gamma, beta};
 #pragma omp parallel num_threads(threads(ctx, Cin))
     {
         int i = omp_get_thread_num(), n = omp_get_num_threads();
@@ -690,14 +691,12 @@ int rt_conv3x3_bnin_weights(const RtCtx *ctx, float *dw, const float *dout, cons
         for (int b = 0; b < B && ci1 > ci0; b += G) {
             int gn = B - b < G ? B - b : G;
             for (int im = 0; im < gn; im++) {
-                float *hb = h + im * img_in + (size_t)ci0 * hw;
-                const float *xb = in + (size_t)(b + im) * xs + (size_t)ci0 * hw;
+                float *hb = h + im * img_in;
+                const float *xb = in + (size_t)(b + im) * xs;
                 if (v == ISA_AVX512)
-                    pw_bnin_avx512(hb, xb, mean + ci0, rstd + ci0, gamma + ci0, beta + ci0,
-                                   ci1 - ci0, (int)hw);
+                    pw_bnin_avx512(hb, xb, &bn, ci0, ci1, (int)hw);
                 else
-                    pw_bnin_avx2(hb, xb, mean + ci0, rstd + ci0, gamma + ci0, beta + ci0,
-                                 ci1 - ci0, (int)hw);
+                    pw_bnin_avx2(hb, xb, &bn, ci0, ci1, (int)hw);
             }
             if (v == ISA_AVX512)
                 udw_images_avx512(dw, dout + b * img_out, h, gn, ci0, ci1, Cin, Cout, &g);
