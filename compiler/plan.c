@@ -554,6 +554,36 @@ static void plan_fold_sums(Plan *p, const IrGraph *g, const int *tbw)
     free(map);
 }
 
+/* The readers of every node (CSR: the readers of i are rd[ro[i]] ..
+ * rd[ro[i+1]-1], in node order; with live_only, only live readers), so a
+ * pass over them costs O(edges), not O(nodes^2). The caller frees both. */
+static int *plan_readers(Plan *p, const IrGraph *g, bool live_only, int **rd_out)
+{
+    int N = g->nnodes;
+    int *ro = calloc((size_t)N + 2, sizeof *ro);
+    if (!ro)
+        abort();
+    size_t nedges = 0;
+    for (int j = 0; j < N; j++)
+        if (!live_only || p->nodes[j].live)
+            for (int k = 0; k < g->nodes[j].nin; k++) {
+                ro[g->nodes[j].in[k] + 2]++;
+                nedges++;
+            }
+    for (int i = 0; i < N; i++)
+        ro[i + 2] += ro[i + 1];
+    int *rd = malloc((nedges + 1) * sizeof *rd);
+    if (!rd)
+        abort();
+    for (int j = 0; j < N; j++)
+        if (!live_only || p->nodes[j].live)
+            for (int k = 0; k < g->nodes[j].nin; k++)
+                rd[ro[g->nodes[j].in[k] + 1]++] = j;
+    p->work += (size_t)N + 2 * nedges;
+    *rd_out = rd;
+    return ro;
+}
+
 /* A sum's backward still writes c * g into a term x's gradient where the
  * term keeps its own buffer (heavy ball's 1 + beta and -beta), and x's
  * fused BN + relu backward then adds into it: a pass over g and x's
@@ -573,26 +603,7 @@ static void plan_fold_sums(Plan *p, const IrGraph *g, const int *tbw)
 static void plan_defer_sums(Plan *p, const IrGraph *g, const int *tbw)
 {
     int N = g->nnodes;
-    int *ro = calloc((size_t)N + 2, sizeof *ro);
-    if (!ro)
-        abort();
-    size_t nedges = 0;
-    for (int j = 0; j < N; j++)
-        if (p->nodes[j].live)
-            for (int k = 0; k < g->nodes[j].nin; k++) {
-                ro[g->nodes[j].in[k] + 2]++;
-                nedges++;
-            }
-    for (int i = 0; i < N; i++)
-        ro[i + 2] += ro[i + 1];
-    int *rd = malloc((nedges + 1) * sizeof *rd);
-    if (!rd)
-        abort();
-    for (int j = 0; j < N; j++)
-        if (p->nodes[j].live)
-            for (int k = 0; k < g->nodes[j].nin; k++)
-                rd[ro[g->nodes[j].in[k] + 1]++] = j;
-    p->work += (size_t)N + 2 * nedges;
+    int *rd, *ro = plan_readers(p, g, true, &rd);
     for (int x = 1; x < N; x++) {
         PlanNode *px = &p->nodes[x];
         int R[PLAN_PEND_MAX + 1], m = 0, ok = 1;
@@ -693,26 +704,8 @@ Plan *plan_build(const IrGraph *g, FILE *diag)
         p->nodes[i].needs_grad = ng && p->nodes[i].live;
     }
 
-    /* The readers of every node (CSR: readers of i are rd[ro[i]..ro[i+1]),
-     * in node order), so liveness costs O(edges), not O(nodes^2). */
-    int *ro = calloc((size_t)N + 2, sizeof *ro);
-    if (!ro)
-        abort();
-    size_t nedges = 0;
-    for (int j = 0; j < N; j++)
-        for (int k = 0; k < g->nodes[j].nin; k++) {
-            ro[g->nodes[j].in[k] + 2]++;
-            nedges++;
-        }
-    for (int i = 0; i < N; i++)
-        ro[i + 2] += ro[i + 1];
-    int *rd = malloc((nedges + 1) * sizeof *rd);
-    if (!rd)
-        abort();
-    for (int j = 0; j < N; j++)
-        for (int k = 0; k < g->nodes[j].nin; k++)
-            rd[ro[g->nodes[j].in[k] + 1]++] = j;
-    p->work += (size_t)N + 2 * nedges;
+    /* the readers of every node, live or not */
+    int *rd, *ro = plan_readers(p, g, false, &rd);
 
     /* BN + relu pairs (PlanNode.fuse): a live BN read by exactly one live
      * node, a relu that is not the graph output. */
