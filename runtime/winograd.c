@@ -756,20 +756,35 @@ static int bnin_weights(const RtCtx *ctx, float *dw, const float *dout, const fl
     return done;
 }
 
+/* rt_bn_relu_conv3x3_backward and its _neg: dw with the BN applied as the
+ * weight gradient reads x (bnin_weights), din reading no input; else the
+ * recompute of h and the plain backward. */
+static void bnin_backward(const RtCtx *ctx, float *din, int acc, float *dw, const float *dout,
+                          float *h, const float *x, const float *mean, const float *rstd,
+                          const float *gamma, const float *beta, int B, int C, int H, int W,
+                          size_t site, size_t xs, const float *w, int Cout, int neg)
+{
+    void (*bwd)(const RtCtx *, float *, int, float *, const float *, const float *,
+                const float *, int, int, int, int, int, int, int, int) =
+        neg ? rt_conv2d_backward_neg : rt_conv2d_backward;
+    if (dw && xs == (size_t)C * H * W
+        && bnin_weights(ctx, dw, dout, x, mean, rstd, gamma, beta, B, C, H, W, Cout, neg)) {
+        if (din)    /* reads no input */
+            bwd(ctx, din, acc, NULL, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+        return;
+    }
+    rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
+    bwd(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
 void rt_bn_relu_conv3x3_backward(const RtCtx *ctx, float *din, int acc, float *dw,
                                  const float *dout, float *h, const float *x, const float *mean,
                                  const float *rstd, const float *gamma, const float *beta,
                                  int B, int C, int H, int W, size_t site, size_t xs,
                                  const float *w, int Cout)
 {
-    if (dw && xs == (size_t)C * H * W
-        && bnin_weights(ctx, dw, dout, x, mean, rstd, gamma, beta, B, C, H, W, Cout, 0)) {
-        if (din)    /* reads no input */
-            rt_conv2d_backward(ctx, din, acc, NULL, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
-        return;
-    }
-    rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
-    rt_conv2d_backward(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+    bnin_backward(ctx, din, acc, dw, dout, h, x, mean, rstd, gamma, beta, B, C, H, W, site, xs,
+                  w, Cout, 0);
 }
 
 /* The same for a conv whose sum's term is -1 (rt_conv2d_backward_neg). */
@@ -779,14 +794,8 @@ void rt_bn_relu_conv3x3_backward_neg(const RtCtx *ctx, float *din, int acc, floa
                                      const float *beta, int B, int C, int H, int W, size_t site,
                                      size_t xs, const float *w, int Cout)
 {
-    if (dw && xs == (size_t)C * H * W
-        && bnin_weights(ctx, dw, dout, x, mean, rstd, gamma, beta, B, C, H, W, Cout, 1)) {
-        if (din)
-            rt_conv2d_backward_neg(ctx, din, acc, NULL, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
-        return;
-    }
-    rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, H * W, site, xs);
-    rt_conv2d_backward_neg(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
+    bnin_backward(ctx, din, acc, dw, dout, h, x, mean, rstd, gamma, beta, B, C, H, W, site, xs,
+                  w, Cout, 1);
 }
 
 void rt_bn_relu_conv3x3_backward_neg_d(const RtCtx *ctx, double *din, int acc, double *dw,
