@@ -13,9 +13,10 @@
 #    setting (by training img/s); PyTorch's best is then tried once more
 #    with its model and input in channels_last (NHWC, oneDNN's layout: the
 #    -cl settings) and kept if faster. Every other net runs once under that
-#    setting and once under the default (marked "pick", printed, outside the
-#    medians), and each side keeps the faster of the two for that net's
-#    rounds: a setting chosen on ResNet-20 may hold a DenseNet back.
+#    setting, once under the default and (PyTorch) once in the other layout
+#    (marked "pick", printed, outside the medians), and each side keeps the
+#    fastest for that net's rounds: a setting chosen on ResNet-20 may hold a
+#    DenseNet back.
 #    PyTorch's inference figure is the faster of its eager model and its
 #    traced model frozen for inference (bench/torch_bench.py).
 # 2. Rounds: for each net and thread count, optc and PyTorch alternate for
@@ -148,16 +149,27 @@ best_setting() {
 
 # pick SIDE NET T BEST: the setting SIDE runs NET's rounds with. The sweep
 # runs on resnet20 only, and a setting that suits one net can hold another
-# back (PyTorch's DenseNets ran slower under the spin count resnet20 chose),
-# so every other net tries the sweep's choice and the runtime's default once
-# each (runs marked "pick", outside the medians) and keeps the faster one.
+# back (PyTorch's DenseNets ran slower under the spin count resnet20 chose,
+# and at half speed in NCHW when resnet20 kept it), so every other net
+# tries the sweep's choice, the runtime's default and, for PyTorch, the
+# choice in the other layout (channels_last or not) once each (runs
+# marked "pick", outside the medians) and keeps the fastest.
 pick() {
     side=$1 net=$2 t=$3 best=$4
-    if [ "$net" = resnet20 ] || [ "$best" = wdef-mdef ] || [ "$SWEEP" != 1 ]; then
+    if [ "$net" = resnet20 ] || [ "$SWEEP" != 1 ]; then
         echo "$best"; return
     fi
-    run "$side" "$net" "$t" "$best" pick
-    run "$side" "$net" "$t" wdef-mdef pick
+    cands=$best
+    [ "$best" != wdef-mdef ] && cands="$cands wdef-mdef"
+    if [ "$side" = torch ]; then
+        case $best in *-cl) cands="$cands ${best%-cl}" ;; *) cands="$cands $best-cl" ;; esac
+    fi
+    if [ "$cands" = "$best" ]; then
+        echo "$best"; return
+    fi
+    for c in $cands; do
+        run "$side" "$net" "$t" "$c" pick
+    done
     best_setting "$side" pick "$net"
 }
 
@@ -316,7 +328,7 @@ END {
     }
     if (header) printf "  kept: optc %s, PyTorch %s (wdef = OMP_WAIT_POLICY unset, wpas/wact = passive/active, wspn = GOMP_SPINCOUNT=10000; mdef/mtun = default/tuned malloc; -cl = PyTorch in channels_last)\n", M["osetting"], M["tsetting"]
     for (i = 1; i <= nrun; i++) if (R_set[i] == "pick") {
-        if (!pheader) { printf "\nper-net check of the kept setting against the default (one run each): train img/s\n"; pheader = 1 }
+        if (!pheader) { printf "\nper-net check of the kept setting against the default (and PyTorch the other layout; one run each): train img/s\n"; pheader = 1 }
         printf "  %-6s %-12s %-10s %6.0f\n", R_side[i], R_net[i], S_set[i], V[i, "train_img_s"]
     }
     printf "\n%-12s %3s | %-17s %-17s %6s | %-17s %-17s %6s | %5s %5s | %-10s %-10s\n", "net", "thr",
