@@ -248,8 +248,13 @@ if [ "$REPRINT" != 1 ]; then
         set -- $(net_spec "$net")
         tnet=$3
         for t in $THREADS; do
-            # hb110 / hb110mf run optc's resnet20 setting: they are compared with each other
-            case $net in hb110*) os=$OSET ;; *) os=$(pick optc "$net" "$t" "$OSET") ;; esac
+            # hb110 / hb110mf run optc's resnet20 setting: they are compared with each
+            # other; nesterov20 / momentum20 too: they are compared with resnet20 alone
+            # (same cost per step), so only the network may differ
+            case $net in
+                hb110*|nesterov20|momentum20) os=$OSET ;;
+                *) os=$(pick optc "$net" "$t" "$OSET") ;;
+            esac
             ts=$TSET tw=""
             if [ -n "$PY" ] && [ "$tnet" != - ]; then
                 ts=$(pick torch "$net" "$t" "$TSET"); tw=", PyTorch $ts"
