@@ -1274,49 +1274,32 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
     }
     switch (n->op) {
     case OP_CONV: {
-        int pwbn = emit_conv_pwin_bwd(e, n->id);
-        if (pwbn) {
-            /* h = relu(bn(x)) was not kept: applied per image for dw within
-             * the call (or recomputed into the buffer where it must be);
-             * the bn's backward below takes relu's mask from x */
-            const IrNode *bn = &e->g->nodes[pwbn];
-            const PlanNode *pb = &e->p->nodes[pwbn];
-            int r = n->in[0];
-            emit_f(e, "    FN(rt_bn_relu_conv%s_backward%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, "
-                   "%s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ",
-                   n->u.conv.k == 1 ? "1x1" : "3x3", S, din[0], acc[0],
-                   emit_param(e, "G", n->u.conv.w), dout, emit_buf(e, e->p->nodes[r].recomp),
-                   emit_out(e, bn->in[0]), emit_buf(e, pb->save0), emit_buf(e, pb->save1),
+        /* h = relu(bn(x)) was not kept (pwbn: the 1x1 or 3x3 conv applied
+         * it per image; tb: rt_bn_relu_conv3x3_train never wrote it): the
+         * backward applies it as dw reads x within the call (or recomputes
+         * it into h where it must be); the bn's backward below takes relu's
+         * mask from x */
+        int pwbn = emit_conv_pwin_bwd(e, n->id), tb = pwbn ? 0 : emit_conv_tbnin(e, n->id);
+        int bi = pwbn ? pwbn : tb;
+        if (bi) {
+            const IrNode *bn = &e->g->nodes[bi];
+            const PlanNode *pb = &e->p->nodes[bi];
+            int r = n->in[0], rc = e->p->nodes[r].recomp;
+            emit_f(e, "    FN(rt_bn_relu_conv%s_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, %s, "
+                   "%s, %s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ",
+                   n->u.conv.k == 1 ? "1x1" : "3x3", tb && pn->gneg ? "_neg" : "", S, din[0],
+                   acc[0], emit_param(e, "G", n->u.conv.w), dout,
+                   pwbn || rc >= 0 ? emit_buf(e, rc) : emit_out(e, r), emit_out(e, bn->in[0]),
+                   emit_buf(e, pb->save0), emit_buf(e, pb->save1),
                    emit_param(e, "P", bn->u.bn.gamma), emit_param(e, "P", bn->u.bn.beta),
                    bn->shape.c, bn->shape.h, bn->shape.w, emit_branch_site(e, r),
-                   plan_image_stride(e->p, e->g, bn->in[0]), emit_param(e, "P", n->u.conv.w),
-                   n->u.conv.cout);
-            emit_comment_name(e, e->g->nodes[r].name);
-            emit_f(e, n->u.conv.k == 1 ? ", not kept from forward: applied per image for dw */\n"
-                      : ", not kept from forward: applied as dw reads it */\n");
-            break;
-        }
-        int tb = emit_conv_tbnin(e, n->id);
-        if (tb) {
-            /* h = relu(bn(x)) was not written by the training forward
-             * (rt_bn_relu_conv3x3_train): applied as dw reads it within the
-             * call (or recomputed into h where it must be); the bn's
-             * backward below takes relu's mask from x */
-            const IrNode *bn = &e->g->nodes[tb];
-            const PlanNode *pb = &e->p->nodes[tb];
-            int r = n->in[0];
-            emit_f(e, "    FN(rt_bn_relu_conv3x3_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, %s, "
-                   "%s, %s, %s, B, %d, %d, %d, nB * %zu, %zu, %s, %d);   /* ",
-                   pn->gneg ? "_neg" : "", S, din[0], acc[0], emit_param(e, "G", n->u.conv.w),
-                   dout, e->p->nodes[r].recomp >= 0 ? emit_buf(e, e->p->nodes[r].recomp)
-                                                   : emit_out(e, r),
-                   emit_out(e, bn->in[0]), emit_buf(e, pb->save0),
-                   emit_buf(e, pb->save1), emit_param(e, "P", bn->u.bn.gamma),
-                   emit_param(e, "P", bn->u.bn.beta), bn->shape.c, bn->shape.h, bn->shape.w,
-                   emit_branch_site(e, r), (size_t)bn->shape.c * bn->shape.h * bn->shape.w,
+                   pwbn ? plan_image_stride(e->p, e->g, bn->in[0])
+                        : (size_t)bn->shape.c * bn->shape.h * bn->shape.w,
                    emit_param(e, "P", n->u.conv.w), n->u.conv.cout);
             emit_comment_name(e, e->g->nodes[r].name);
-            emit_f(e, " not written by the forward: applied as dw reads it */\n");
+            emit_f(e, tb ? " not written by the forward: applied as dw reads it */\n"
+                   : n->u.conv.k == 1 ? ", not kept from forward: applied per image for dw */\n"
+                   : ", not kept from forward: applied as dw reads it */\n");
             break;
         }
         const char *rin = emit_recompute(e, n);
