@@ -685,25 +685,59 @@ static int emit_conv_sum_then(const Emit *e, int c, int s)
     return emit_sum_terms(e, t, s, s, true) == 1 ? t : 0;
 }
 
-/* The training call of conv c computing sum s and then sum t within it
- * (emit_conv_sum_then); the caller opened the `if (train) {`. */
-static void emit_conv_sum_then_call(Emit *e, int c, int s, int t)
+/* The training call of conv c running its input's BN + relu bn
+ * (emit_conv_tbnin): rt_bn_relu_conv3x3_train (into out, or with a 2-term
+ * sum as rt_conv2d_sum_train, conv its scratch) or with sums
+ * rt_bn_relu_conv3x3_sums_train, tail its last arguments. */
+static void emit_tbnin_call(Emit *e, int c, int bn, bool sums, const char *out,
+                            const char *conv, const char *tail)
+{
+    const IrNode *n = &e->g->nodes[c], *b = &e->g->nodes[bn];
+    const PlanNode *pb = &e->p->nodes[bn];
+    int rl = n->in[0];
+    emit_f(e, "        FN(rt_bn_relu_conv3x3_%strain%s)(ctx, %s, %s, %s, ", sums ? "sums_" : "",
+           e->S, out, conv, emit_out(e, rl));
+    emit_f(e, "%s, %s, ", emit_buf(e, pb->save0), emit_buf(e, pb->save1));
+    emit_f(e, "%s, %s, ", emit_param(e, "buf", b->u.bn.mean), emit_param(e, "buf", b->u.bn.var));
+    emit_f(e, "%s, %s, %s, ", emit_out(e, b->in[0]), emit_param(e, "P", b->u.bn.gamma),
+           emit_param(e, "P", b->u.bn.beta));
+    emit_f(e, "B, %d, %d, %d, %s, ", b->shape.c, b->shape.h, b->shape.w,
+           emit_num(e, b->u.bn.momentum));
+    emit_f(e, "%s, nB * %zu, %s, %d, %s);\n", emit_num(e, b->u.bn.eps),
+           emit_branch_site(e, rl), emit_param(e, "P", n->u.conv.w), n->u.conv.cout, tail);
+}
+
+/* The training call of conv c computing sum s (emit_conv_sum, emit_conv_sum3)
+ * and then sum t (emit_conv_sum_then; 0: none) within it, and its input's BN
+ * + relu bn (emit_conv_tbnin; 0: none); the caller opened the `if (train) {`. */
+static void emit_conv_sums_call(Emit *e, int c, int s, int t, int bn)
 {
     const IrNode *n = &e->g->nodes[c], *sn = &e->g->nodes[s], *tn = &e->g->nodes[t];
     const IrShape *is = &e->g->nodes[n->in[0]].shape;
     int j = 0, j2 = 0;
     while (sn->in[j] != c)
         j++;
-    while (tn->in[j2] != s)
-        j2++;
     emit_coefs(e, sn);
     emit_xs(e, sn);
-    emit_coefs_as(e, tn, "c2");
-    emit_xs_as(e, tn, "xs2");
-    emit_f(e, "        FN(rt_conv2d_sums_then_train%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
-           "3, 1, 1, %d, %d, xs, c, %s, %d, %d, xs2, c2);\n    }", e->S, emit_out(e, s),
-           emit_out(e, c), emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c, is->h,
-           is->w, n->u.conv.cout, sn->nin, j, emit_out(e, t), tn->nin, j2);
+    char tail[192];
+    if (t) {
+        while (tn->in[j2] != s)
+            j2++;
+        emit_coefs_as(e, tn, "c2");
+        emit_xs_as(e, tn, "xs2");
+        snprintf(tail, sizeof tail, "%d, %d, xs, c, %s, %d, %d, xs2, c2", sn->nin, j,
+                 emit_out(e, t), tn->nin, j2);
+    } else
+        snprintf(tail, sizeof tail, "%d, %d, xs, c%s", sn->nin, j, bn ? ", NULL, 0, 0, NULL, NULL" : "");
+    if (bn) {
+        emit_tbnin_call(e, c, bn, true, emit_out(e, s), emit_out(e, c), tail);
+        emit_f(e, "    }");
+        return;
+    }
+    emit_f(e, "        FN(rt_conv2d_sums_%strain%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
+           "3, 1, 1, %s);\n    }", t ? "then_" : "", e->S, emit_out(e, s), emit_out(e, c),
+           emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+           n->u.conv.cout, tail);
 }
 
 /* The BN + relu pair bn -> r runs right before node c (no live node
@@ -813,11 +847,10 @@ static void emit_bnin_args(Emit *e, int c, int bn)
  * c's input a fused relu (kept for the backward, ResNet's, or not,
  * DenseNet's: PlanNode.recomp, emit_conv_pwin_bwd), read by c alone and
  * right after the pair (emit_pair_feeds), whose BN reads a
- * whole tensor (no dense-stage prefix or statistics cache), c's training
- * forward the plain conv or a 2-term sum (emit_conv_sum with no sum after
- * it: not heavy ball's, Nesterov's or momentum's 3-term sums), and what c
- * writes shares no memory with x; else 0. The same answer in the forward
- * and the backward phase. */
+ * whole tensor (no dense-stage prefix or statistics cache), and what c's
+ * training forward writes (its output, or the sums it computes within it:
+ * emit_conv_sum, emit_conv_sum3, emit_conv_sum_then) shares no memory with
+ * x; else 0. The same answer in the forward and the backward phase. */
 static int emit_conv_tbnin(const Emit *e, int c)
 {
     const IrGraph *g = e->g;
@@ -837,31 +870,12 @@ static int emit_conv_tbnin(const Emit *e, int c)
     Emit f = *e;    /* the forward phase's fusions */
     f.bwd = false;
     int s = emit_conv_sum(&f, c);
-    if (s ? emit_conv_sum_then(&f, c, s) != 0 : emit_conv_sum3(&f, c) != 0)
+    if (!s)
+        s = emit_conv_sum3(&f, c);
+    int t = s ? emit_conv_sum_then(&f, c, s) : 0, xo = e->p->nodes[x].out;
+    if (t && emit_bufs_overlap(e->p, e->p->nodes[t].out, xo))
         return 0;
-    int dst = e->p->nodes[s ? s : c].out;
-    return emit_bufs_overlap(e->p, dst, e->p->nodes[x].out) ? 0 : bn;
-}
-
-/* The training call of conv c running its input's BN + relu bn
- * (emit_conv_tbnin): into out, or with a sum (r not NULL) as
- * rt_conv2d_sum_train, conv its scratch. */
-static void emit_tbnin_call(Emit *e, int c, int bn, const char *out, const char *conv,
-                            const char *cc, const char *r, const char *cr)
-{
-    const IrNode *n = &e->g->nodes[c], *b = &e->g->nodes[bn];
-    const PlanNode *pb = &e->p->nodes[bn];
-    int rl = n->in[0];
-    emit_f(e, "        FN(rt_bn_relu_conv3x3_train%s)(ctx, %s, %s, %s, ", e->S, out, conv,
-           emit_out(e, rl));
-    emit_f(e, "%s, %s, ", emit_buf(e, pb->save0), emit_buf(e, pb->save1));
-    emit_f(e, "%s, %s, ", emit_param(e, "buf", b->u.bn.mean), emit_param(e, "buf", b->u.bn.var));
-    emit_f(e, "%s, %s, %s, ", emit_out(e, b->in[0]), emit_param(e, "P", b->u.bn.gamma),
-           emit_param(e, "P", b->u.bn.beta));
-    emit_f(e, "B, %d, %d, %d, %s, ", b->shape.c, b->shape.h, b->shape.w,
-           emit_num(e, b->u.bn.momentum));
-    emit_f(e, "%s, nB * %zu, %s, %d, %s, %s, %s);\n", emit_num(e, b->u.bn.eps),
-           emit_branch_site(e, rl), emit_param(e, "P", n->u.conv.w), n->u.conv.cout, cc, r, cr);
+    return emit_bufs_overlap(e->p, e->p->nodes[s ? s : c].out, xo) ? 0 : bn;
 }
 
 /* The fused conv c and sum s (emit_conv_sum), training and inference. */
@@ -872,17 +886,24 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
     const IrShape *is = &e->g->nodes[n->in[0]].shape;
     const char *in = emit_out(e, n->in[0]);
     int kc = sn->in[1] == c, t = emit_conv_sum_then(e, c, s), tb = emit_conv_tbnin(e, c);
-    if (tb) {
+    if (tb && t) {
+        emit_f(e, "    if (train) {    /* with its input's bn and relu (h not written), its sum "
+               "and the sum after it */\n");
+        emit_conv_sums_call(e, c, s, t, tb);
+        emit_f(e, "\n");
+    } else if (tb) {
         emit_f(e, "    if (train)  /* with its input's bn and relu (h not written), and its "
                "sum */\n");
-        char cc[64], cr[64];
-        snprintf(cc, sizeof cc, "%s", emit_num(e, sn->u.sum.coef[kc].c0));
-        snprintf(cr, sizeof cr, "%s", emit_num(e, sn->u.sum.coef[1 - kc].c0));
-        emit_tbnin_call(e, c, tb, emit_out(e, s), emit_out(e, c), cc, emit_out(e, sn->in[1 - kc]),
-                        cr);
+        char tail[192];
+        snprintf(tail, sizeof tail, "%s, ", emit_num(e, sn->u.sum.coef[kc].c0));
+        snprintf(tail + strlen(tail), sizeof tail - strlen(tail), "%s, ",
+                 emit_out(e, sn->in[1 - kc]));
+        snprintf(tail + strlen(tail), sizeof tail - strlen(tail), "%s",
+                 emit_num(e, sn->u.sum.coef[1 - kc].c0));
+        emit_tbnin_call(e, c, tb, false, emit_out(e, s), emit_out(e, c), tail);
     } else if (t) {
         emit_f(e, "    if (train) {    /* with its sum and the sum after it */\n");
-        emit_conv_sum_then_call(e, c, s, t);
+        emit_conv_sums_call(e, c, s, t, 0);
         emit_f(e, "\n");
     } else
         emit_f(e, "    if (train)  /* with its sum */\n        FN(rt_conv2d_sum_train%s)(ctx, "
@@ -1020,21 +1041,11 @@ void emit_forward_node(Emit *e, const IrNode *n)
         }
         if ((bnc = emit_conv_sum3(e, n->id))) {
             /* training: the 3-term sum reading this conv within it */
-            const IrNode *sn = &e->g->nodes[bnc];
-            int j = sn->in[0] == n->id ? 0 : sn->in[1] == n->id ? 1 : 2;
-            int t = emit_conv_sum_then(e, n->id, bnc);
-            if (t) {
-                emit_f(e, "    if (train) {    /* with its sum below and the sum after it */\n");
-                emit_conv_sum_then_call(e, n->id, bnc, t);
-            } else {
-                emit_f(e, "    if (train) {    /* with its sum below */\n");
-                emit_coefs(e, sn);
-                emit_xs(e, sn);
-                emit_f(e, "        FN(rt_conv2d_sums_train%s)(ctx, %s, %s, %s, %s, B, %d, %d, "
-                       "%d, %d, 3, 1, 1, %d, %d, xs, c);\n    }", S, emit_out(e, bnc), out, in,
-                       emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w, n->u.conv.cout,
-                       sn->nin, j);
-            }
+            int t = emit_conv_sum_then(e, n->id, bnc), tb = emit_conv_tbnin(e, n->id);
+            emit_f(e, "    if (train) {    /* with %sits sum below%s */\n",
+                   tb ? "its input's bn and relu (h not written), " : "",
+                   t ? " and the sum after it" : "");
+            emit_conv_sums_call(e, n->id, bnc, t, tb);
             emit_f(e, " else\n        FN(rt_conv2d_forward_mode%s)(ctx, 0, %s, %s, %s, B, %d, "
                    "%d, %d, %d, 3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
                    is->h, is->w, n->u.conv.cout);
@@ -1046,7 +1057,7 @@ void emit_forward_node(Emit *e, const IrNode *n)
             int r = e->p->nodes[bnc].fuse, tb = e->bwd ? 0 : emit_conv_tbnin(e, n->id);
             if (tb) {
                 emit_f(e, "    if (train)  /* with its input's bn and relu: h not written */\n");
-                emit_tbnin_call(e, n->id, tb, out, "NULL", "0", "NULL", "0");
+                emit_tbnin_call(e, n->id, tb, false, out, "NULL", "0, NULL, 0");
             } else
                 emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, "
                        "%d, %d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w),
@@ -1078,7 +1089,7 @@ void emit_forward_node(Emit *e, const IrNode *n)
          * take a faster kernel (rt.h); a backward's recomputation may not */
         if (!e->bwd && (bnc = emit_conv_tbnin(e, n->id))) {
             emit_f(e, "    if (train)  /* with its input's bn and relu: h not written */\n");
-            emit_tbnin_call(e, n->id, bnc, out, "NULL", "0", "NULL", "0");
+            emit_tbnin_call(e, n->id, bnc, false, out, "NULL", "0, NULL, 0");
             emit_f(e, "    else\n        FN(rt_conv2d_forward_mode%s)(ctx, 0, %s, %s, %s, B, %d, "
                    "%d, %d, %d, 3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
                    is->h, is->w, n->u.conv.cout);

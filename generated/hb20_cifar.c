@@ -283,20 +283,19 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 114688 * nB, act + 65536 * nB, act + 81920 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 81920 * nB, act + 131072 * nB, act };
-        FN(rt_conv2d_sums_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
@@ -320,20 +319,19 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 180224 * nB, act + 131072 * nB, act + 147456 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 9776, P + 9792, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 147456 * nB, act + 196608 * nB, act + 81920 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12144, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
@@ -392,20 +390,19 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 278528 * nB, act + 245760 * nB, act + 262144 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1, P + 28368, P + 28400, buf + 288, buf + 320, 1e-05, nB * 122880, P + 37648, P + 37680, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 256, 0.1, 1e-05, nB * 131072);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 262144 * nB, act + 286720 * nB, act + 253952 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37712, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
@@ -429,20 +426,19 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 303104 * nB, act + 253952 * nB, act + 294912 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1, P + 46928, P + 46960, buf + 416, buf + 448, 1e-05, nB * 139264, P + 56208, P + 56240, buf + 480, buf + 512, 1e-05, 1, nB * 147456);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 286720 * nB, P + 56208, P + 56240, B, 32, 256, 0.1, 1e-05, nB * 147456);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 262144 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 286720 * nB, P + 56208, P + 56240, B, 32, 16, 16, 0.1, 1e-05, nB * 147456, P + 56272, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
@@ -501,20 +497,19 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 352256 * nB, act + 335872 * nB, act + 344064 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1, P + 120976, P + 121040, buf + 736, buf + 800, 1e-05, nB * 167936, P + 157968, P + 158032, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 64, 0.1, 1e-05, nB * 172032);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 344064 * nB, act + 356352 * nB, act + 339968 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158096, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
@@ -538,20 +533,19 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 364544 * nB, act + 339968 * nB, act + 360448 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1, P + 194960, P + 195024, buf + 992, buf + 1056, 1e-05, nB * 176128, P + 231952, P + 232016, buf + 1120, buf + 1184, 1e-05, 1, nB * 180224);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 356352 * nB, P + 231952, P + 232016, B, 64, 64, 0.1, 1e-05, nB * 180224);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 360448 * nB, act + 368640 * nB, act + 344064 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 356352 * nB, P + 231952, P + 232016, B, 64, 8, 8, 0.1, 1e-05, nB * 180224, P + 232080, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
@@ -607,7 +601,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 368640 * nB, 0, G + 232080, act + 381056 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 368640 * nB, 0, G + 232080, act + 381056 * nB, act + 364544 * nB, act + 356352 * nB, fix + 1120, fix + 1184, P + 231952, P + 232016, B, 64, 8, 8, nB * 180224, 4096, P + 232080, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -627,7 +621,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 339968 * nB, 0, G + 158096, act + 364544 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 339968 * nB, 0, G + 158096, act + 364544 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 8, 8, nB * 172032, 4096, P + 158096, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -683,7 +677,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 311296 * nB, 0, G + 56272, act + 335872 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 311296 * nB, 0, G + 56272, act + 335872 * nB, act + 303104 * nB, act + 286720 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 16, 16, nB * 147456, 8192, P + 56272, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -703,7 +697,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 253952 * nB, 0, G + 37712, act + 303104 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 253952 * nB, 0, G + 37712, act + 303104 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 16, 16, nB * 131072, 8192, P + 37712, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -759,7 +753,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 245760 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 196608 * nB, 0, G + 12144, act + 245760 * nB, act + 180224 * nB, act + 163840 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 32, 32, nB * 81920, 16384, P + 12144, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -779,7 +773,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 180224 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 131072 * nB, 0, G + 7472, act + 180224 * nB, act + 114688 * nB, act + 98304 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 32, 32, nB * 49152, 16384, P + 7472, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */

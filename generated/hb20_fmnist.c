@@ -283,20 +283,19 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 87808 * nB, act + 50176 * nB, act + 62720 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 4816, P + 4832, buf + 64, buf + 80, 1e-05, nB * 25088, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05, nB * 37632);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 62720 * nB, act + 100352 * nB, act };
-        FN(rt_conv2d_sums_train)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7184, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
@@ -320,20 +319,19 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 137984 * nB, act + 100352 * nB, act + 112896 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, P + 9488, P + 9504, buf + 128, buf + 144, 1e-05, nB * 50176, P + 11824, P + 11840, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05, nB * 62720);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11824, P + 11840, B, 16, 28, 28, 0.1, 1e-05, nB * 62720, P + 11856, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
@@ -392,20 +390,19 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 213248 * nB, act + 188160 * nB, act + 200704 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 28080, P + 28112, buf + 288, buf + 320, 1e-05, nB * 94080, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05, nB * 100352);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 200704 * nB, act + 219520 * nB, act + 194432 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37424, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
@@ -429,20 +426,19 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 232064 * nB, act + 194432 * nB, act + 225792 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, P + 46640, P + 46672, buf + 416, buf + 448, 1e-05, nB * 106624, P + 55920, P + 55952, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 219520 * nB, P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05, nB * 112896);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 200704 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 219520 * nB, P + 55920, P + 55952, B, 32, 14, 14, 0.1, 1e-05, nB * 112896, P + 55984, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
@@ -501,20 +497,19 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, act + 263424 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 120688, P + 120752, buf + 736, buf + 800, 1e-05, nB * 128576, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05, nB * 131712);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 263424 * nB, act + 272832 * nB, act + 260288 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157808, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
@@ -538,20 +533,19 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 279104 * nB, act + 260288 * nB, act + 275968 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, P + 194672, P + 194736, buf + 992, buf + 1056, 1e-05, nB * 134848, P + 231664, P + 231728, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 272832 * nB, P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05, nB * 137984);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 275968 * nB, act + 282240 * nB, act + 263424 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, 3, 1, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 272832 * nB, P + 231664, P + 231728, B, 64, 7, 7, 0.1, 1e-05, nB * 137984, P + 231792, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
@@ -607,7 +601,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 282240 * nB, 0, G + 231792, act + 291776 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 282240 * nB, 0, G + 231792, act + 291776 * nB, act + 279104 * nB, act + 272832 * nB, fix + 1120, fix + 1184, P + 231664, P + 231728, B, 64, 7, 7, nB * 137984, 3136, P + 231792, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -627,7 +621,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 260288 * nB, 0, G + 157808, act + 279104 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 260288 * nB, 0, G + 157808, act + 279104 * nB, act + 269696 * nB, act + 266560 * nB, fix + 864, fix + 928, P + 157680, P + 157744, B, 64, 7, 7, nB * 131712, 3136, P + 157808, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 56 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -683,7 +677,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 238336 * nB, 0, G + 55984, act + 257152 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 238336 * nB, 0, G + 55984, act + 257152 * nB, act + 232064 * nB, act + 219520 * nB, fix + 480, fix + 512, P + 55920, P + 55952, B, 32, 14, 14, nB * 112896, 6272, P + 55984, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 41 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -703,7 +697,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 194432 * nB, 0, G + 37424, act + 232064 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 194432 * nB, 0, G + 37424, act + 232064 * nB, act + 213248 * nB, act + 206976 * nB, fix + 352, fix + 384, P + 37360, P + 37392, B, 32, 14, 14, nB * 100352, 6272, P + 37424, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 34 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -759,7 +753,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 150528 * nB, 0, G + 11856, act + 188160 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 150528 * nB, 0, G + 11856, act + 188160 * nB, act + 137984 * nB, act + 125440 * nB, fix + 160, fix + 176, P + 11824, P + 11840, B, 16, 28, 28, nB * 62720, 12544, P + 11856, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 19 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -779,7 +773,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
     /* no pass: its terms' backwards read its gradient where it is (a BN + relu's or a pad's takes its coefficient on) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 100352 * nB, 0, G + 7184, act + 137984 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 100352 * nB, 0, G + 7184, act + 137984 * nB, act + 87808 * nB, act + 75264 * nB, fix + 96, fix + 112, P + 7152, P + 7168, B, 16, 28, 28, nB * 37632, 12544, P + 7184, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 12 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */

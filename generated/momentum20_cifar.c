@@ -263,13 +263,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its sum below and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below and the sum after it */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
@@ -279,7 +278,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act, act + 81920 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, 1, 0, xs, c, act + 65536 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2800, 16, 1, 0, xs, c, act + 65536 * nB, 2, 1, xs2, c2);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
     /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
@@ -310,13 +309,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 131072 * nB, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 114688 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -327,7 +325,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 65536 * nB, act + 163840 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 81920 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 114688 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, 2, 1, xs, c, act + 81920 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 163840 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -0.09999999999999998, act + 81920 * nB, 0.9);
@@ -353,13 +351,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 196608 * nB, act + 147456 * nB, act + 81920 * nB, P + 9808, B, 16, 32, 32, 16, 3, 1, 1, P + 9776, P + 9792, buf + 128, buf + 144, 1e-05, nB * 65536, P + 12112, P + 12128, buf + 160, buf + 176, 1e-05, 1, nB * 81920);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 180224 * nB, P + 12112, P + 12128, B, 16, 1024, 0.1, 1e-05, nB * 81920);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -370,7 +367,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 81920 * nB, act + 229376 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 229376 * nB, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 163840 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 229376 * nB, act + 212992 * nB, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 180224 * nB, P + 12112, P + 12128, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12144, 16, 2, 1, xs, c, act + 163840 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -0.09999999999999998, act + 163840 * nB, 0.9);
@@ -407,19 +404,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 28 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
     FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 212992 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 29 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 256, 0.1, 1e-05, nB * 114688);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 237568 * nB, act + 229376 * nB, P + 19088, P + 19120, buf + 224, buf + 256, B, 32, 256, 1e-05, nB * 114688);
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
         const T *const xs[1] = { act + 245760 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 253952 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, 1, 0, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 253952 * nB, act + 245760 * nB, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19152, 32, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
     /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -452,13 +448,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 278528 * nB, act + 245760 * nB, act + 262144 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1, P + 28368, P + 28400, buf + 288, buf + 320, 1e-05, nB * 122880, P + 37648, P + 37680, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
     /* 38 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 256, 0.1, 1e-05, nB * 131072);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -469,7 +464,7 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 262144 * nB, act + 294912 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 253952 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37712, 32, 2, 1, xs, c, act + 253952 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 294912 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, -0.09999999999999998, act + 253952 * nB, 0.9);
@@ -495,13 +490,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 311296 * nB, act + 286720 * nB, act + 253952 * nB, P + 46992, B, 32, 16, 16, 32, 3, 1, 1, P + 46928, P + 46960, buf + 416, buf + 448, 1e-05, nB * 139264, P + 56208, P + 56240, buf + 480, buf + 512, 1e-05, 1, nB * 147456);
     /* 46 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 303104 * nB, P + 56208, P + 56240, B, 32, 256, 0.1, 1e-05, nB * 147456);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -512,7 +506,7 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 253952 * nB, act + 327680 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 327680 * nB, act + 319488 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 294912 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 327680 * nB, act + 319488 * nB, act + 311296 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 303104 * nB, P + 56208, P + 56240, B, 32, 16, 16, 0.1, 1e-05, nB * 147456, P + 56272, 32, 2, 1, xs, c, act + 294912 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, -0.09999999999999998, act + 294912 * nB, 0.9);
@@ -549,19 +543,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 53 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
     FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 319488 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 54 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 64, 0.1, 1e-05, nB * 163840);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 331776 * nB, act + 327680 * nB, P + 83984, P + 84048, buf + 608, buf + 672, B, 64, 64, 1e-05, nB * 163840);
     /* 55 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
         const T *const xs[1] = { act + 335872 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 339968 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, 1, 0, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 339968 * nB, act + 335872 * nB, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84112, 64, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
     /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
@@ -594,13 +587,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 352256 * nB, act + 335872 * nB, act + 344064 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1, P + 120976, P + 121040, buf + 736, buf + 800, 1e-05, nB * 167936, P + 157968, P + 158032, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
     /* 63 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 64, 0.1, 1e-05, nB * 172032);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -611,7 +603,7 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 344064 * nB, act + 360448 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 339968 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158096, 64, 2, 1, xs, c, act + 339968 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 360448 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, -0.09999999999999998, act + 339968 * nB, 0.9);
@@ -637,8 +629,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 368640 * nB, act + 356352 * nB, act + 339968 * nB, P + 195088, B, 64, 8, 8, 64, 3, 1, 1, P + 194960, P + 195024, buf + 992, buf + 1056, 1e-05, nB * 176128, P + 231952, P + 232016, buf + 1120, buf + 1184, 1e-05, 1, nB * 180224);
     /* 71 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 368640 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 364544 * nB, P + 231952, P + 232016, B, 64, 64, 0.1, 1e-05, nB * 180224);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 72 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -655,7 +646,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -666,7 +657,7 @@ static void FN(forward_4)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 339968 * nB, act + 376832 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 376832 * nB, act + 372736 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 360448 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 376832 * nB, act + 372736 * nB, act + 368640 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 364544 * nB, P + 231952, P + 232016, B, 64, 8, 8, 0.1, 1e-05, nB * 180224, P + 232080, 64, 2, 1, xs, c, act + 360448 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 376832 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, -0.09999999999999998, act + 360448 * nB, 0.9);
@@ -743,7 +734,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 360448 * nB, NULL, c, 2, nB * 4096);
     }
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 232080, act + 376832 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 360448 * nB, 0, G + 232080, act + 376832 * nB, act + 368640 * nB, act + 364544 * nB, fix + 1120, fix + 1184, P + 231952, P + 232016, B, 64, 8, 8, nB * 180224, 4096, P + 232080, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 72 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 71 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -775,7 +766,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 2, nB * 4096);
     }
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 8, 8, nB * 172032, 4096, P + 158096, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -808,7 +799,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 339968 * nB, NULL, c, 1, nB * 4096);
     }
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward)(ctx, act + 339968 * nB, 0, G + 84112, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 339968 * nB, 0, G + 84112, act + 335872 * nB, act + 331776 * nB, act + 327680 * nB, fix + 608, fix + 672, P + 83984, P + 84048, B, 64, 8, 8, nB * 163840, 4096, P + 84112, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 2 of 4. */
@@ -852,7 +843,7 @@ static void FN(backward_2)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 294912 * nB, NULL, c, 2, nB * 8192);
     }
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 56272, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 294912 * nB, 0, G + 56272, act + 327680 * nB, act + 311296 * nB, act + 303104 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 16, 16, nB * 147456, 8192, P + 56272, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 46 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -884,7 +875,7 @@ static void FN(backward_2)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 2, nB * 8192);
     }
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 16, 16, nB * 131072, 8192, P + 37712, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -929,7 +920,7 @@ static void FN(backward_3)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward)(ctx, act + 253952 * nB, 0, G + 19152, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 253952 * nB, 0, G + 19152, act + 245760 * nB, act + 237568 * nB, act + 229376 * nB, fix + 224, fix + 256, P + 19088, P + 19120, B, 32, 16, 16, nB * 114688, 8192, P + 19152, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 29 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -961,7 +952,7 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 163840 * nB, NULL, c, 2, nB * 16384);
     }
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 12144, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 163840 * nB, 0, G + 12144, act + 229376 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 32, 32, nB * 81920, 16384, P + 12144, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -993,7 +984,7 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 2, nB * 16384);
     }
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 32, 32, nB * 49152, 16384, P + 7472, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -1036,7 +1027,7 @@ static void FN(backward_4)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward)(ctx, act + 81920 * nB, 0, G + 2800, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 81920 * nB, 0, G + 2800, act + 65536 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 32, 32, nB * 16384, 16384, P + 2800, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */

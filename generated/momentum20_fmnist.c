@@ -263,13 +263,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, act, P + 176, B, 16, 28, 28, 16, 3, 1, 1, P + 144, P + 160, buf, buf + 16, 1e-05, nB * 0, P + 2480, P + 2496, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05, nB * 12544);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its sum below and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below and the sum after it */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.19999999999999996
         };
@@ -279,7 +278,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act, act + 62720 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, 1, 0, xs, c, act + 50176 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 28, 28, 0.1, 1e-05, nB * 12544, P + 2512, 16, 1, 0, xs, c, act + 50176 * nB, 2, 1, xs2, c2);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
     /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
@@ -310,13 +309,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 100352 * nB, act + 75264 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 4816, P + 4832, buf + 64, buf + 80, 1e-05, nB * 25088, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05, nB * 37632);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.8,
             /* -(1 - g) */ (T)-0.19999999999999996
@@ -327,7 +325,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 50176 * nB, act + 125440 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 62720 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7184, 16, 2, 1, xs, c, act + 62720 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 125440 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 62720 * nB, 0.8);
@@ -353,13 +351,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 150528 * nB, act + 112896 * nB, act + 62720 * nB, P + 9520, B, 16, 28, 28, 16, 3, 1, 1, P + 9488, P + 9504, buf + 128, buf + 144, 1e-05, nB * 50176, P + 11824, P + 11840, buf + 160, buf + 176, 1e-05, 1, nB * 62720);
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11824, P + 11840, B, 16, 784, 0.1, 1e-05, nB * 62720);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.8,
             /* -(1 - g) */ (T)-0.19999999999999996
@@ -370,7 +367,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 62720 * nB, act + 175616 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 175616 * nB, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 125440 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 175616 * nB, act + 163072 * nB, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11824, P + 11840, B, 16, 28, 28, 0.1, 1e-05, nB * 62720, P + 11856, 16, 2, 1, xs, c, act + 125440 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 175616 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 125440 * nB, 0.8);
@@ -407,19 +404,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 28 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
     FN(rt_conv2d_forward)(ctx, act + 175616 * nB, act + 163072 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 29 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 196, 0.1, 1e-05, nB * 87808);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 181888 * nB, act + 175616 * nB, P + 18800, P + 18832, buf + 224, buf + 256, B, 32, 196, 1e-05, nB * 87808);
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
         const T *const xs[1] = { act + 188160 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 194432 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, 1, 0, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 194432 * nB, act + 188160 * nB, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18864, 32, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
     /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
@@ -452,13 +448,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 213248 * nB, act + 188160 * nB, act + 200704 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 28080, P + 28112, buf + 288, buf + 320, 1e-05, nB * 94080, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 38 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05, nB * 100352);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -469,7 +464,7 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 200704 * nB, act + 225792 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 194432 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37424, 32, 2, 1, xs, c, act + 194432 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 194432 * nB, 0.9);
@@ -495,13 +490,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 238336 * nB, act + 219520 * nB, act + 194432 * nB, P + 46704, B, 32, 14, 14, 32, 3, 1, 1, P + 46640, P + 46672, buf + 416, buf + 448, 1e-05, nB * 106624, P + 55920, P + 55952, buf + 480, buf + 512, 1e-05, 1, nB * 112896);
     /* 46 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 232064 * nB, P + 55920, P + 55952, B, 32, 196, 0.1, 1e-05, nB * 112896);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -512,7 +506,7 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 194432 * nB, act + 250880 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 250880 * nB, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 225792 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 250880 * nB, act + 244608 * nB, act + 238336 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 232064 * nB, P + 55920, P + 55952, B, 32, 14, 14, 0.1, 1e-05, nB * 112896, P + 55984, 32, 2, 1, xs, c, act + 225792 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 250880 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 225792 * nB, 0.9);
@@ -549,19 +543,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 53 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
     FN(rt_conv2d_forward)(ctx, act + 250880 * nB, act + 244608 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 54 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 49, 0.1, 1e-05, nB * 125440);
-    else
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
+    if (!train)
         FN(rt_bn_relu_forward_eval)(ctx, act + 254016 * nB, act + 250880 * nB, P + 83696, P + 83760, buf + 608, buf + 672, B, 64, 49, 1e-05, nB * 125440);
     /* 55 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its sum below */
+    if (train) {    /* with its input's bn and relu (h not written), its sum below */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
         const T *const xs[1] = { act + 257152 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 260288 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, 1, 0, xs, c);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 260288 * nB, act + 257152 * nB, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83824, 64, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
     } else
         FN(rt_conv2d_forward_mode)(ctx, 0, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
     /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
@@ -594,13 +587,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 269696 * nB, act + 257152 * nB, act + 263424 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 120688, P + 120752, buf + 736, buf + 800, 1e-05, nB * 128576, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 63 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05, nB * 131712);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -611,7 +603,7 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 263424 * nB, act + 275968 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 260288 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157808, 64, 2, 1, xs, c, act + 260288 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 260288 * nB, 0.9);
@@ -637,8 +629,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 282240 * nB, act + 272832 * nB, act + 260288 * nB, P + 194800, B, 64, 7, 7, 64, 3, 1, 1, P + 194672, P + 194736, buf + 992, buf + 1056, 1e-05, nB * 134848, P + 231664, P + 231728, buf + 1120, buf + 1184, 1e-05, 1, nB * 137984);
     /* 71 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 282240 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 279104 * nB, P + 231664, P + 231728, B, 64, 49, 0.1, 1e-05, nB * 137984);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 72 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -655,7 +646,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -666,7 +657,7 @@ static void FN(forward_4)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 260288 * nB, act + 288512 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 288512 * nB, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 275968 * nB, 2, 1, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 288512 * nB, act + 285376 * nB, act + 282240 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 279104 * nB, P + 231664, P + 231728, B, 64, 7, 7, 0.1, 1e-05, nB * 137984, P + 231792, 64, 2, 1, xs, c, act + 275968 * nB, 2, 1, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 288512 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 275968 * nB, 0.9);
@@ -743,7 +734,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 275968 * nB, NULL, c, 2, nB * 3136);
     }
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 275968 * nB, 0, G + 231792, act + 288512 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 275968 * nB, 0, G + 231792, act + 288512 * nB, act + 282240 * nB, act + 279104 * nB, fix + 1120, fix + 1184, P + 231664, P + 231728, B, 64, 7, 7, nB * 137984, 3136, P + 231792, 64);   /* stage3.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 72 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 71 stage3.step2.grad.bn1 = bn(stage3.step2.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -775,7 +766,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 285376 * nB, NULL, c, 2, nB * 3136);
     }
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 269696 * nB, act + 266560 * nB, fix + 864, fix + 928, P + 157680, P + 157744, B, 64, 7, 7, nB * 131712, 3136, P + 157808, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 63 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -808,7 +799,7 @@ static void FN(backward_1)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 260288 * nB, NULL, c, 1, nB * 3136);
     }
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward)(ctx, act + 260288 * nB, 0, G + 83824, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 260288 * nB, 0, G + 83824, act + 257152 * nB, act + 254016 * nB, act + 250880 * nB, fix + 608, fix + 672, P + 83696, P + 83760, B, 64, 7, 7, nB * 125440, 3136, P + 83824, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
 }
 
 /* Backward, part 2 of 4. */
@@ -852,7 +843,7 @@ static void FN(backward_2)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 225792 * nB, NULL, c, 2, nB * 6272);
     }
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 55984, act + 250880 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 225792 * nB, 0, G + 55984, act + 250880 * nB, act + 238336 * nB, act + 232064 * nB, fix + 480, fix + 512, P + 55920, P + 55952, B, 32, 14, 14, nB * 112896, 6272, P + 55984, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 46 stage2.step2.grad.bn1 = bn(stage2.step2.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -884,7 +875,7 @@ static void FN(backward_2)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 244608 * nB, NULL, c, 2, nB * 6272);
     }
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 213248 * nB, act + 206976 * nB, fix + 352, fix + 384, P + 37360, P + 37392, B, 32, 14, 14, nB * 100352, 6272, P + 37424, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 38 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -929,7 +920,7 @@ static void FN(backward_3)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward)(ctx, act + 194432 * nB, 0, G + 18864, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 194432 * nB, 0, G + 18864, act + 188160 * nB, act + 181888 * nB, act + 175616 * nB, fix + 224, fix + 256, P + 18800, P + 18832, B, 32, 14, 14, nB * 87808, 6272, P + 18864, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 29 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -961,7 +952,7 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 125440 * nB, NULL, c, 2, nB * 12544);
     }
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 11856, act + 175616 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 125440 * nB, 0, G + 11856, act + 175616 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, P + 11824, P + 11840, B, 16, 28, 28, nB * 62720, 12544, P + 11856, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 21 stage1.step2.grad.bn1 = bn(stage1.step2.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -993,7 +984,7 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 163072 * nB, NULL, c, 2, nB * 12544);
     }
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, fix + 96, fix + 112, P + 7152, P + 7168, B, 16, 28, 28, nB * 37632, 12544, P + 7184, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -1036,7 +1027,7 @@ static void FN(backward_4)(Model *m, int B)
     T *const G = m->grads;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)G;
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward)(ctx, act + 62720 * nB, 0, G + 2512, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward)(ctx, act + 62720 * nB, 0, G + 2512, act + 50176 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2480, P + 2496, B, 16, 28, 28, nB * 12544, 12544, P + 2512, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */

@@ -265,13 +265,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 49152 * nB, act + 16384 * nB, act, P + 464, B, 16, 32, 32, 16, 3, 1, 1, P + 432, P + 448, buf, buf + 16, 1e-05, nB * 0, P + 2768, P + 2784, buf + 32, buf + 48, 1e-05, 1, nB * 16384);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 1024, 0.1, 1e-05, nB * 16384);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -282,7 +281,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 81920 * nB, act };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 65536 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2800, 16, 2, 1, xs, c, act + 65536 * nB, 2, 0, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
@@ -308,13 +307,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 131072 * nB, act + 98304 * nB, act + 65536 * nB, P + 5136, B, 16, 32, 32, 16, 3, 1, 1, P + 5104, P + 5120, buf + 64, buf + 80, 1e-05, nB * 32768, P + 7440, P + 7456, buf + 96, buf + 112, 1e-05, 1, nB * 49152);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 114688 * nB, P + 7440, P + 7456, B, 16, 1024, 0.1, 1e-05, nB * 49152);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -325,7 +323,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 163840 * nB, act + 81920 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 147456 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 114688 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, 2, 1, xs, c, act + 147456 * nB, 2, 0, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 163840 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 65536 * nB, 1);
@@ -384,8 +382,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x32x32 -> 32x16x16 */
     FN(rt_conv2d_forward)(ctx, act + 229376 * nB, act + 196608 * nB, P + 14480, B, 16, 32, 32, 32, 3, 2, 1);
     /* 28 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 256, 0.1, 1e-05, nB * 114688);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 29 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -394,7 +391,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -405,7 +402,7 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 262144 * nB, act + 253952 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 245760 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19152, 32, 2, 1, xs, c, act + 245760 * nB, 2, 0, xs2, c2);
     }
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 262144 * nB, act + 237568 * nB, act + 229376 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, P + 19088, P + 19120, buf + 224, buf + 256, 1e-05, nB * 114688, -1, act + 253952 * nB, 1);
@@ -429,13 +426,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 278528 * nB, act + 253952 * nB, act + 245760 * nB, P + 28432, B, 32, 16, 16, 32, 3, 1, 1, P + 28368, P + 28400, buf + 288, buf + 320, 1e-05, nB * 122880, P + 37648, P + 37680, buf + 352, buf + 384, 1e-05, 1, nB * 131072);
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 256, 0.1, 1e-05, nB * 131072);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -446,7 +442,7 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 294912 * nB, act + 262144 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 286720 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37712, 32, 2, 1, xs, c, act + 286720 * nB, 2, 0, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 294912 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 245760 * nB, 1);
@@ -505,8 +501,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x16x16 -> 64x8x8 */
     FN(rt_conv2d_forward)(ctx, act + 327680 * nB, act + 311296 * nB, P + 65552, B, 32, 16, 16, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 64, 0.1, 1e-05, nB * 163840);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 53 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -515,7 +510,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -526,7 +521,7 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 344064 * nB, act + 339968 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 335872 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84112, 64, 2, 1, xs, c, act + 335872 * nB, 2, 0, xs2, c2);
     }
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 344064 * nB, act + 331776 * nB, act + 327680 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, P + 83984, P + 84048, buf + 608, buf + 672, 1e-05, nB * 163840, -1, act + 339968 * nB, 1);
@@ -550,13 +545,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 352256 * nB, act + 339968 * nB, act + 335872 * nB, P + 121104, B, 64, 8, 8, 64, 3, 1, 1, P + 120976, P + 121040, buf + 736, buf + 800, 1e-05, nB * 167936, P + 157968, P + 158032, buf + 864, buf + 928, 1e-05, 1, nB * 172032);
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 64, 0.1, 1e-05, nB * 172032);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -567,7 +561,7 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 360448 * nB, act + 344064 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 356352 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158096, 64, 2, 1, xs, c, act + 356352 * nB, 2, 0, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 360448 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 335872 * nB, 1);
@@ -684,7 +678,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 8, 8, nB * 172032, 4096, P + 158096, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x8x8 -> 64x8x8 */
@@ -718,7 +712,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 55 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 348160 * nB, 0, act + 335872 * nB, B, 32, 16, 16, 64, 2);
     /* 54 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 335872 * nB, 0, G + 84112, act + 344064 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 335872 * nB, 0, G + 84112, act + 344064 * nB, act + 331776 * nB, act + 327680 * nB, fix + 608, fix + 672, P + 83984, P + 84048, B, 64, 8, 8, nB * 163840, 4096, P + 84112, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 53 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -768,7 +762,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 16, 16, nB * 131072, 8192, P + 37712, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x16x16 -> 32x16x16 */
@@ -802,7 +796,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 270336 * nB, 0, act + 245760 * nB, B, 16, 32, 32, 32, 2);
     /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 245760 * nB, 0, G + 19152, act + 262144 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 245760 * nB, 0, G + 19152, act + 262144 * nB, act + 237568 * nB, act + 229376 * nB, fix + 224, fix + 256, P + 19088, P + 19120, B, 32, 16, 16, nB * 114688, 8192, P + 19152, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 29 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -852,7 +846,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 32, 32, nB * 49152, 16384, P + 7472, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x32x32 -> 16x32x32 */
@@ -884,7 +878,7 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 81920 * nB, NULL, c, 2, nB * 16384);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 98304 * nB, 0, G + 2800, act + 81920 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2768, P + 2784, B, 16, 32, 32, nB * 16384, 16384, P + 2800, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x32x32 -> 16x32x32 */

@@ -265,13 +265,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 37632 * nB, act + 12544 * nB, act, P + 176, B, 16, 28, 28, 16, 3, 1, 1, P + 144, P + 160, buf, buf + 16, 1e-05, nB * 0, P + 2480, P + 2496, buf + 32, buf + 48, 1e-05, 1, nB * 12544);
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 784, 0.1, 1e-05, nB * 12544);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -282,7 +281,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 62720 * nB, act };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 50176 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 28, 28, 0.1, 1e-05, nB * 12544, P + 2512, 16, 2, 1, xs, c, act + 50176 * nB, 2, 0, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
@@ -308,13 +307,12 @@ static void FN(forward_1)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 100352 * nB, act + 75264 * nB, act + 50176 * nB, P + 4848, B, 16, 28, 28, 16, 3, 1, 1, P + 4816, P + 4832, buf + 64, buf + 80, 1e-05, nB * 25088, P + 7152, P + 7168, buf + 96, buf + 112, 1e-05, 1, nB * 37632);
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 784, 0.1, 1e-05, nB * 37632);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -325,7 +323,7 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 125440 * nB, act + 62720 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 112896 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7184, 16, 2, 1, xs, c, act + 112896 * nB, 2, 0, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 125440 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 50176 * nB, 1);
@@ -384,8 +382,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 27 stage2.step0.grad.conv0 = conv(stage2.step0.grad.relu0): 16x28x28 -> 32x14x14 */
     FN(rt_conv2d_forward)(ctx, act + 175616 * nB, act + 150528 * nB, P + 14192, B, 16, 28, 28, 32, 3, 2, 1);
     /* 28 stage2.step0.grad.bn1 = bn(stage2.step0.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 196, 0.1, 1e-05, nB * 87808);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 29 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -394,7 +391,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -405,7 +402,7 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 200704 * nB, act + 194432 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 188160 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18864, 32, 2, 1, xs, c, act + 188160 * nB, 2, 0, xs2, c2);
     }
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 200704 * nB, act + 181888 * nB, act + 175616 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, P + 18800, P + 18832, buf + 224, buf + 256, 1e-05, nB * 87808, -1, act + 194432 * nB, 1);
@@ -429,13 +426,12 @@ static void FN(forward_2)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 213248 * nB, act + 194432 * nB, act + 188160 * nB, P + 28144, B, 32, 14, 14, 32, 3, 1, 1, P + 28080, P + 28112, buf + 288, buf + 320, 1e-05, nB * 94080, P + 37360, P + 37392, buf + 352, buf + 384, 1e-05, 1, nB * 100352);
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 196, 0.1, 1e-05, nB * 100352);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -446,7 +442,7 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 225792 * nB, act + 200704 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 219520 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37424, 32, 2, 1, xs, c, act + 219520 * nB, 2, 0, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 188160 * nB, 1);
@@ -505,8 +501,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 51 stage3.step0.grad.conv0 = conv(stage3.step0.grad.relu0): 32x14x14 -> 64x7x7 */
     FN(rt_conv2d_forward)(ctx, act + 250880 * nB, act + 238336 * nB, P + 65264, B, 32, 14, 14, 64, 3, 2, 1);
     /* 52 stage3.step0.grad.bn1 = bn(stage3.step0.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 49, 0.1, 1e-05, nB * 125440);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
     /* 53 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
@@ -515,7 +510,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -526,7 +521,7 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 263424 * nB, act + 260288 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 257152 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83824, 64, 2, 1, xs, c, act + 257152 * nB, 2, 0, xs2, c2);
     }
     else    /* with its input's bn and relu, and its sum */
         FN(rt_conv2d_bnin_sum_eval)(ctx, act + 263424 * nB, act + 254016 * nB, act + 250880 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, P + 83696, P + 83760, buf + 608, buf + 672, 1e-05, nB * 125440, -1, act + 260288 * nB, 1);
@@ -550,13 +545,12 @@ static void FN(forward_3)(Model *m, int B, int train)
     else    /* with its input's bn and relu, and its bn and relu */
         FN(rt_conv2d_bnin_bn_eval)(ctx, act + 269696 * nB, act + 260288 * nB, act + 257152 * nB, P + 120816, B, 64, 7, 7, 64, 3, 1, 1, P + 120688, P + 120752, buf + 736, buf + 800, 1e-05, nB * 128576, P + 157680, P + 157744, buf + 864, buf + 928, 1e-05, 1, nB * 131712);
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
-    if (train)
-        FN(rt_bn_relu_forward_train)(ctx, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 49, 0.1, 1e-05, nB * 131712);
+    /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: with its conv above */
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its sum and the sum after it */
+    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -567,7 +561,7 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 275968 * nB, act + 263424 * nB };
-        FN(rt_conv2d_sums_then_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 272832 * nB, 2, 0, xs2, c2);
+        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157808, 64, 2, 1, xs, c, act + 272832 * nB, 2, 0, xs2, c2);
     }
     else    /* with its sum */
         FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 257152 * nB, 1);
@@ -684,7 +678,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
     /* its terms read its gradient where it is: no copy */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 269696 * nB, act + 266560 * nB, fix + 864, fix + 928, P + 157680, P + 157744, B, 64, 7, 7, nB * 131712, 3136, P + 157808, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 61 stage3.step1.grad.bn1 = bn(stage3.step1.grad.conv0): 64x7x7 -> 64x7x7 */
@@ -718,7 +712,7 @@ static void FN(backward_1)(Model *m, int B)
     /* 55 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_backward)(ctx, act + 266560 * nB, 0, act + 257152 * nB, B, 32, 14, 14, 64, 2);
     /* 54 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 257152 * nB, 0, G + 83824, act + 263424 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 257152 * nB, 0, G + 83824, act + 263424 * nB, act + 254016 * nB, act + 250880 * nB, fix + 608, fix + 672, P + 83696, P + 83760, B, 64, 7, 7, nB * 125440, 3136, P + 83824, 64);   /* stage3.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 53 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -768,7 +762,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
     /* its terms read its gradient where it is: no copy */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 213248 * nB, act + 206976 * nB, fix + 352, fix + 384, P + 37360, P + 37392, B, 32, 14, 14, nB * 100352, 6272, P + 37424, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 37 stage2.step1.grad.bn1 = bn(stage2.step1.grad.conv0): 32x14x14 -> 32x14x14 */
@@ -802,7 +796,7 @@ static void FN(backward_2)(Model *m, int B)
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_backward)(ctx, act + 206976 * nB, 0, act + 188160 * nB, B, 16, 28, 28, 32, 2);
     /* 30 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 188160 * nB, 0, G + 18864, act + 200704 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 188160 * nB, 0, G + 18864, act + 200704 * nB, act + 181888 * nB, act + 175616 * nB, fix + 224, fix + 256, P + 18800, P + 18832, B, 32, 14, 14, nB * 87808, 6272, P + 18864, 32);   /* stage2.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 29 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
 }
@@ -852,7 +846,7 @@ static void FN(backward_3)(Model *m, int B)
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
     /* its terms read its gradient where it is: no copy */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, fix + 96, fix + 112, P + 7152, P + 7168, B, 16, 28, 28, nB * 37632, 12544, P + 7184, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 13 stage1.step1.grad.bn1 = bn(stage1.step1.grad.conv0): 16x28x28 -> 16x28x28 */
@@ -884,7 +878,7 @@ static void FN(backward_3)(Model *m, int B)
         FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 62720 * nB, NULL, c, 2, nB * 12544);
     }
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    FN(rt_conv2d_backward_neg)(ctx, act + 75264 * nB, 0, G + 2512, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+    FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 75264 * nB, 0, G + 2512, act + 62720 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2480, P + 2496, B, 16, 28, 28, nB * 12544, 12544, P + 2512, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 5 stage1.step0.grad.bn1 = bn(stage1.step0.grad.conv0): 16x28x28 -> 16x28x28 */

@@ -321,6 +321,11 @@ void rt_bn_relu_conv3x3_train##S(const RtCtx *ctx, T *out, T *conv, T *h, T *mea
         T *rstd, T *run_mean, T *run_var, const T *x, const T *gamma, const T *beta,    \
         int B, int C, int H, int W, double momentum, double eps, size_t site,           \
         const T *w, int Cout, double cc, const T *r, double cr);                         \
+void rt_bn_relu_conv3x3_sums_train##S(const RtCtx *ctx, T *out, T *conv, T *h, T *mean,  \
+        T *rstd, T *run_mean, T *run_var, const T *x, const T *gamma, const T *beta,    \
+        int B, int C, int H, int W, double momentum, double eps, size_t site,           \
+        const T *w, int Cout, int n, int j, const T *const *xs, const T *c, T *out2,    \
+        int n2, int j2, const T *const *xs2, const T *c2);                              \
 void rt_relu_forward##S(const RtCtx *ctx, T *out, const T *in, size_t n, size_t site);  \
 void rt_relu_backward##S(const RtCtx *ctx, T *din, int acc, const T *dout,              \
         const T *out, size_t n, size_t site);                                           \

@@ -809,32 +809,50 @@ void rt_bn_relu_conv3x3_backward_neg_d(const RtCtx *ctx, double *din, int acc, d
     rt_conv2d_backward_neg_d(ctx, din, acc, dw, dout, h, w, B, C, H, W, Cout, 3, 1, 1);
 }
 
+/* The terms of an n-term sum but its j-th into o[], its coefficients into
+ * cd[] as doubles; 0 unless n is 1, 2 or 3. */
+static int sum_terms(const float **o, double *cd, int n, int j, const float *const *xs,
+                     const float *c)
+{
+    if (n < 1 || n > 3)
+        return 0;
+    for (int i = 0, k = 0; i < n; i++) {
+        cd[i] = (double)c[i];
+        if (i != j)
+            o[k++] = xs[i];
+    }
+    return 1;
+}
+
 /* The training forward of h = relu(bn(x)) (rt_bn_relu_forward_train: the
  * saved and running statistics) and the 3x3 stride-1 conv of h, into out
- * (r NULL) or with a sum out = cc conv + cr r (rt_conv2d_sum_train, conv
- * its scratch): the float build with Winograd taking the conv, no branch
- * record and no synchronised BN: the BN gathers its statistics only and the
- * conv applies the BN + relu as its input transform reads x (the saved
- * statistics, rt_bn_relu_recompute's arithmetic), h never written (the
- * backward is rt_bn_relu_conv3x3_backward). Elsewhere the pair: the BN
- * writes h, the conv reads it. The same bytes either way. */
-void rt_bn_relu_conv3x3_train(const RtCtx *ctx, float *out, float *conv, float *h, float *mean,
-                              float *rstd, float *run_mean, float *run_var, const float *x,
-                              const float *gamma, const float *beta, int B, int C, int H, int W,
-                              double momentum, double eps, size_t site, const float *w,
-                              int Cout, double cc, const float *r, double cr)
+ * (n 0) or with its sums as rt_conv2d_sums_then_train (n terms, xs[j] being
+ * conv, its scratch; then out2 when not NULL): the float build with
+ * Winograd taking the conv, no branch record and no synchronised BN: the BN
+ * gathers its statistics only and the conv applies the BN + relu as its
+ * input transform reads x (the saved statistics, rt_bn_relu_recompute's
+ * arithmetic), h never written (the backward is
+ * rt_bn_relu_conv3x3_backward). Elsewhere the pair: the BN writes h, the
+ * conv reads it. The same bytes either way. */
+void rt_bn_relu_conv3x3_sums_train(const RtCtx *ctx, float *out, float *conv, float *h,
+                                   float *mean, float *rstd, float *run_mean, float *run_var,
+                                   const float *x, const float *gamma, const float *beta, int B,
+                                   int C, int H, int W, double momentum, double eps,
+                                   size_t site, const float *w, int Cout, int n, int j,
+                                   const float *const *xs, const float *c, float *out2, int n2,
+                                   int j2, const float *const *xs2, const float *c2)
 {
     int HW = H * W;
-    if (ctx && !ctx->sync && !ctx->branch && mean && rstd && rt_wino_taken(C, Cout)) {
+    Epi ep = {.plain = n == 0, .train = n != 0, .j = j, .out2 = out2, .j2 = j2};
+    const float *o[2] = {NULL, NULL};
+    if (ctx && !ctx->sync && !ctx->branch && mean && rstd && rt_wino_taken(C, Cout)
+        && (n == 0 || sum_terms(o, ep.c, n, j, xs, c))
+        && (!out2 || sum_terms(ep.q, ep.d, n2, j2, xs2, c2))) {
         rt_bn_relu_forward_train_cached(ctx, NULL, mean, rstd, run_mean, run_var, x, gamma,
                                         beta, B, C, HW, momentum, eps, site, (size_t)C * HW,
                                         NULL, 0);
         BnIn bi = {.gamma = gamma, .beta = beta, .mean = mean, .rstd = rstd};
-        Epi ep = {.plain = 1, .bi = &bi};
-        if (r) {    /* the coefficients as rt_sum_forward sees them: floats */
-            ep.plain = 0, ep.train = 1, ep.j = 0, ep.r = r;
-            ep.c[0] = (double)(float)cc, ep.c[1] = (double)(float)cr;
-        }
+        ep.r = o[0], ep.r2 = o[1], ep.bi = &bi;
         if (wino(ctx, 2, out, 0, x, w, (ptrdiff_t)C * 9, 9, 0, B, C, H, W, Cout, &ep))
             return;
         rt_bn_relu_recompute(ctx, h, x, mean, rstd, gamma, beta, B, C, HW, site, (size_t)C * HW);
@@ -842,10 +860,45 @@ void rt_bn_relu_conv3x3_train(const RtCtx *ctx, float *out, float *conv, float *
         rt_bn_relu_forward_train(ctx, h, mean, rstd, run_mean, run_var, x, gamma, beta, B, C, HW,
                                  momentum, eps, site);
     }
-    if (r)
-        rt_conv2d_sum_train(ctx, out, conv, h, w, B, C, H, W, Cout, 3, 1, 1, cc, r, cr);
+    if (n)
+        rt_conv2d_sums_then_train(ctx, out, conv, h, w, B, C, H, W, Cout, 3, 1, 1, n, j, xs, c,
+                                  out2, n2, j2, xs2, c2);
     else
         rt_conv2d_forward(ctx, out, h, w, B, C, H, W, Cout, 3, 1, 1);
+}
+
+/* rt_bn_relu_conv3x3_sums_train into out (r NULL) or with a 2-term sum out
+ * = cc conv + cr r as rt_conv2d_sum_train (the coefficients as
+ * rt_sum_forward sees them: floats). */
+void rt_bn_relu_conv3x3_train(const RtCtx *ctx, float *out, float *conv, float *h, float *mean,
+                              float *rstd, float *run_mean, float *run_var, const float *x,
+                              const float *gamma, const float *beta, int B, int C, int H, int W,
+                              double momentum, double eps, size_t site, const float *w,
+                              int Cout, double cc, const float *r, double cr)
+{
+    const float c[2] = {(float)cc, (float)cr};
+    const float *const xs[2] = {conv, r};
+    rt_bn_relu_conv3x3_sums_train(ctx, out, conv, h, mean, rstd, run_mean, run_var, x, gamma,
+                                  beta, B, C, H, W, momentum, eps, site, w, Cout, r ? 2 : 0, 0,
+                                  xs, c, NULL, 0, 0, NULL, NULL);
+}
+
+void rt_bn_relu_conv3x3_sums_train_d(const RtCtx *ctx, double *out, double *conv, double *h,
+                                     double *mean, double *rstd, double *run_mean,
+                                     double *run_var, const double *x, const double *gamma,
+                                     const double *beta, int B, int C, int H, int W,
+                                     double momentum, double eps, size_t site, const double *w,
+                                     int Cout, int n, int j, const double *const *xs,
+                                     const double *c, double *out2, int n2, int j2,
+                                     const double *const *xs2, const double *c2)
+{
+    rt_bn_relu_forward_train_d(ctx, h, mean, rstd, run_mean, run_var, x, gamma, beta, B, C,
+                               H * W, momentum, eps, site);
+    if (n)
+        rt_conv2d_sums_then_train_d(ctx, out, conv, h, w, B, C, H, W, Cout, 3, 1, 1, n, j, xs, c,
+                                    out2, n2, j2, xs2, c2);
+    else
+        rt_conv2d_forward_d(ctx, out, h, w, B, C, H, W, Cout, 3, 1, 1);
 }
 
 void rt_bn_relu_conv3x3_train_d(const RtCtx *ctx, double *out, double *conv, double *h,
@@ -854,12 +907,11 @@ void rt_bn_relu_conv3x3_train_d(const RtCtx *ctx, double *out, double *conv, dou
                                 int C, int H, int W, double momentum, double eps, size_t site,
                                 const double *w, int Cout, double cc, const double *r, double cr)
 {
-    rt_bn_relu_forward_train_d(ctx, h, mean, rstd, run_mean, run_var, x, gamma, beta, B, C,
-                               H * W, momentum, eps, site);
-    if (r)
-        rt_conv2d_sum_train_d(ctx, out, conv, h, w, B, C, H, W, Cout, 3, 1, 1, cc, r, cr);
-    else
-        rt_conv2d_forward_d(ctx, out, h, w, B, C, H, W, Cout, 3, 1, 1);
+    const double c[2] = {cc, cr};
+    const double *const xs[2] = {conv, r};
+    rt_bn_relu_conv3x3_sums_train_d(ctx, out, conv, h, mean, rstd, run_mean, run_var, x, gamma,
+                                    beta, B, C, H, W, momentum, eps, site, w, Cout, r ? 2 : 0, 0,
+                                    xs, c, NULL, 0, 0, NULL, NULL);
 }
 
 void rt_bn_relu_conv3x3_backward_d(const RtCtx *ctx, double *din, int acc, double *dw,
@@ -1038,21 +1090,6 @@ void rt_conv2d_sum_train(const RtCtx *ctx, float *out, float *conv, const float 
     const float c[2] = {(float)cc, (float)cr};
     const float *const xs[2] = {conv, r};
     rt_conv2d_sums_train(ctx, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, 2, 0, xs, c);
-}
-
-/* The terms of an n-term sum but its j-th into o[], its coefficients into
- * cd[] as doubles; 0 unless n is 1, 2 or 3. */
-static int sum_terms(const float **o, double *cd, int n, int j, const float *const *xs,
-                     const float *c)
-{
-    if (n < 1 || n > 3)
-        return 0;
-    for (int i = 0, k = 0; i < n; i++) {
-        cd[i] = (double)c[i];
-        if (i != j)
-            o[k++] = xs[i];
-    }
-    return 1;
 }
 
 void rt_conv2d_sums_then_train(const RtCtx *ctx, float *out, float *conv, const float *in,

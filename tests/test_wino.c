@@ -763,10 +763,32 @@ static void check_bnin_bwd(const Shape *s, int variant)
 START_TEST(test_wino_bnin_bwd) { WINO_VARIANT_CASE(_i, check_bnin_bwd); }
 END_TEST
 
+/* The sums of check_bnin_train's case sum (2: momentum's v = 0.9 v - 0.1
+ * conv, then x + v into out2; 3: heavy ball's 3 terms) of conv (xs[1]) and
+ * r, r2: rt_bn_relu_conv3x3_sums_train's arguments. */
+typedef struct {
+    int n, j, n2, j2;
+    const float *xs[3], *xs2[2];
+    float c[3], c2[2];
+} BninSums;
+
+static BninSums bnin_sums(int sum, const float *conv, const float *r, const float *r2,
+                          const float *out)
+{
+    BninSums b = {.n = sum == 3 ? 3 : 2, .j = 1, .xs = {r, conv, r2}};
+    const float c[2][3] = {{0.9f, -0.1f}, {1.9f, -1.0f, -0.9f}};
+    memcpy(b.c, c[sum - 2], sizeof b.c);
+    if (sum == 2)
+        b.n2 = 2, b.j2 = 1, b.xs2[0] = r2, b.xs2[1] = out, b.c2[0] = b.c2[1] = 1.0f;
+    return b;
+}
+
 /* The training forward of relu(bn(x)) and the 3x3 conv of it, h not
- * written where Winograd takes the conv (rt_bn_relu_conv3x3_train): the
- * bytes of rt_bn_relu_forward_train into h then rt_conv2d_forward (no sum)
- * or rt_conv2d_sum_train (a sum) reading it, in the output and in the
+ * written where Winograd takes the conv (rt_bn_relu_conv3x3_train, and
+ * with sums rt_bn_relu_conv3x3_sums_train): the bytes of
+ * rt_bn_relu_forward_train into h then rt_conv2d_forward (no sum),
+ * rt_conv2d_sum_train (a sum) or rt_conv2d_sums_then_train (momentum's
+ * two sums, heavy ball's 3 terms) reading it, in the outputs and in the
  * saved and running statistics, 1 and 2 threads; then its backward with
  * the sum's term -1 (rt_bn_relu_conv3x3_backward_neg) against
  * rt_conv2d_backward_neg reading h; with a branch record both write h (the
@@ -780,7 +802,8 @@ static void check_bnin_train(const Shape *s, int variant)
     float *x = tu_calloc(ni, sizeof(float)), *w = tu_calloc(nw, sizeof(float));
     float *pf = tu_calloc(2 * (size_t)C, sizeof(float)), *rf = tu_calloc(no, sizeof(float));
     float *h = tu_calloc(ni, sizeof(float)), *href = tu_calloc(ni, sizeof(float));
-    float *out[2], *conv = tu_calloc(no, sizeof(float)), *st[2];
+    float *out[2], *conv = tu_calloc(no, sizeof(float)), *st[2], *o2[2];
+    float *r2 = tu_calloc(no, sizeof(float));
     RtRng rng;
     rt_rng_seed(&rng, 9500u + (unsigned)(s - shapes));
     gc_fill(xd, ni, &rng);
@@ -791,13 +814,17 @@ static void check_bnin_train(const Shape *s, int variant)
     gc_to_float(w, wd, nw);
     gc_to_float(pf, pd, 2 * (size_t)C);
     gc_to_float(rf, rd, no);
+    for (size_t i = 0; i < no; i++)
+        r2[i] = (float)rt_rng_normal(&rng);
     const float *gamma = pf, *beta = pf + C;
     const char *tag = variant ? "avx2" : "best";
     int fused = rt_wino_taken(C, Co);
-    for (int k = 0; k < 2; k++)     /* mean, rstd, running mean, running var */
+    for (int k = 0; k < 2; k++) {   /* mean, rstd, running mean, running var */
         out[k] = tu_calloc(no, sizeof(float)), st[k] = tu_calloc(4 * (size_t)C, sizeof(float));
+        o2[k] = tu_calloc(no, sizeof(float));
+    }
     for (int th = 1; th <= 2; th++)
-        for (int sum = 0; sum <= 1; sum++) {
+        for (int sum = 0; sum <= 3; sum++) {
             size_t bytes = rt_conv2d_scratch_bytes(th, B, C, H, W, 3, 1, 1, sizeof(float));
             RtCtx ctx = {.threads = th, .scratch = tu_calloc(bytes, 1), .scratch_bytes = bytes};
             for (int k = 0; k < 2; k++)
@@ -805,19 +832,40 @@ static void check_bnin_train(const Shape *s, int variant)
                     st[k][2 * C + c] = 0.25f, st[k][3 * C + c] = 1.5f;
             rt_bn_relu_forward_train(&ctx, href, st[0], st[0] + C, st[0] + 2 * C, st[0] + 3 * C,
                                      x, gamma, beta, B, C, HW, 0.1, 1e-5, 0);
-            if (sum)
+            BninSums bs[2] = {{0}};
+            for (int k = 0; k < 2 && sum >= 2; k++)
+                bs[k] = bnin_sums(sum, conv, rf, r2, out[k]);
+            if (sum >= 2)
+                rt_conv2d_sums_then_train(&ctx, out[0], conv, href, w, B, C, H, W, Co, 3, 1, 1,
+                                          bs[0].n, bs[0].j, bs[0].xs, bs[0].c,
+                                          bs[0].n2 ? o2[0] : NULL, bs[0].n2, bs[0].j2,
+                                          bs[0].xs2, bs[0].c2);
+            else if (sum)
                 rt_conv2d_sum_train(&ctx, out[0], conv, href, w, B, C, H, W, Co, 3, 1, 1, -1.0,
                                     rf, 1.0);
             else
                 rt_conv2d_forward(&ctx, out[0], href, w, B, C, H, W, Co, 3, 1, 1);
             for (size_t i = 0; i < ni; i++)
                 h[i] = 1e30f;
-            rt_bn_relu_conv3x3_train(&ctx, out[1], conv, h, st[1], st[1] + C, st[1] + 2 * C,
-                                     st[1] + 3 * C, x, gamma, beta, B, C, H, W, 0.1, 1e-5, 0, w,
-                                     Co, sum ? -1.0 : 0.0, sum ? rf : NULL, 1.0);
+            for (size_t i = 0; i < no; i++)
+                o2[1][i] = -1e30f;
+            if (sum >= 2)
+                rt_bn_relu_conv3x3_sums_train(&ctx, out[1], conv, h, st[1], st[1] + C,
+                                              st[1] + 2 * C, st[1] + 3 * C, x, gamma, beta, B, C,
+                                              H, W, 0.1, 1e-5, 0, w, Co, bs[1].n, bs[1].j,
+                                              bs[1].xs, bs[1].c, bs[1].n2 ? o2[1] : NULL,
+                                              bs[1].n2, bs[1].j2, bs[1].xs2, bs[1].c2);
+            else
+                rt_bn_relu_conv3x3_train(&ctx, out[1], conv, h, st[1], st[1] + C, st[1] + 2 * C,
+                                         st[1] + 3 * C, x, gamma, beta, B, C, H, W, 0.1, 1e-5, 0,
+                                         w, Co, sum ? -1.0 : 0.0, sum ? rf : NULL, 1.0);
             ck_assert_msg(memcmp(out[0], out[1], no * sizeof(float)) == 0,
                           "%s bnin train %d->%d %dx%d B%d t%d sum%d: out", tag, C, Co, H, W, B,
                           th, sum);
+            if (sum == 2)
+                ck_assert_msg(memcmp(o2[0], o2[1], no * sizeof(float)) == 0,
+                              "%s bnin train %d->%d %dx%d B%d t%d: the second sum", tag, C, Co,
+                              H, W, B, th);
             ck_assert_msg(memcmp(st[0], st[1], 4 * (size_t)C * sizeof(float)) == 0,
                           "%s bnin train %d->%d t%d: statistics", tag, C, Co, th);
             if (fused)
@@ -850,9 +898,16 @@ static void check_bnin_train(const Shape *s, int variant)
             bc.threads = 1;
             for (size_t i = 0; i < ni; i++)
                 h[i] = 1e30f;
-            rt_bn_relu_conv3x3_train(&bc, out[1], conv, h, st[1], st[1] + C, st[1] + 2 * C,
-                                     st[1] + 3 * C, x, gamma, beta, B, C, H, W, 0.1, 1e-5, 0, w,
-                                     Co, sum ? -1.0 : 0.0, sum ? rf : NULL, 1.0);
+            if (sum >= 2)
+                rt_bn_relu_conv3x3_sums_train(&bc, out[1], conv, h, st[1], st[1] + C,
+                                              st[1] + 2 * C, st[1] + 3 * C, x, gamma, beta, B, C,
+                                              H, W, 0.1, 1e-5, 0, w, Co, bs[1].n, bs[1].j,
+                                              bs[1].xs, bs[1].c, bs[1].n2 ? o2[1] : NULL,
+                                              bs[1].n2, bs[1].j2, bs[1].xs2, bs[1].c2);
+            else
+                rt_bn_relu_conv3x3_train(&bc, out[1], conv, h, st[1], st[1] + C, st[1] + 2 * C,
+                                         st[1] + 3 * C, x, gamma, beta, B, C, H, W, 0.1, 1e-5, 0,
+                                         w, Co, sum ? -1.0 : 0.0, sum ? rf : NULL, 1.0);
             ck_assert_uint_eq(br.seen, ni);
             ck_assert_msg(memcmp(h, href, ni * sizeof(float)) == 0, "%s bnin train record: h",
                           tag);
@@ -878,9 +933,9 @@ static void check_bnin_train(const Shape *s, int variant)
         free(cv);
     }
     for (int k = 0; k < 2; k++)
-        free(out[k]), free(st[k]);
+        free(out[k]), free(st[k]), free(o2[k]);
     free(xd), free(wd), free(pd), free(rd), free(x), free(w), free(pf), free(rf), free(h);
-    free(href), free(conv);
+    free(href), free(conv), free(r2);
 }
 
 START_TEST(test_wino_bnin_train) { WINO_VARIANT_CASE(_i, check_bnin_train); }
