@@ -28,7 +28,11 @@
 #    machine's FMA peak (bench/fma_probe.c, AVX-512 and AVX2 where both).
 #    The heavy-ball, Nesterov and momentum examples run on the optc side
 #    and are compared with ResNet-20 (the same convolutions: their cost per
-#    step should match). hb110 / hb110mf: the 110-layer heavy ball (3 x 18
+#    step should match): each of their rounds runs optc's ResNet-20 too,
+#    alternated with the variant (run marked "pair"), and the comparison is
+#    the variant's median against the median of the ResNet-20 runs of its
+#    own rounds, so a slow spell during one net's rounds does not pass for
+#    a cost of that net. hb110 / hb110mf: the 110-layer heavy ball (3 x 18
 #    steps) stored and built with --memory-free (issue 13): peak RSS and
 #    img/s of the two builds against each other, their rounds alternated.
 #
@@ -272,12 +276,23 @@ if [ "$REPRINT" != 1 ]; then
                         run optc hb110mf "$t" "$os" $r; run optc hb110 "$t" "$os" $r
                     fi
                     net=hb110   # run() sets net
-                elif [ -z "$PY" ] || [ "$tnet" = - ]; then
-                    run optc "$net" "$t" "$os" $r
-                elif [ $((r % 2)) = 1 ]; then
-                    run optc "$net" "$t" "$os" $r; run torch "$net" "$t" "$ts" $r
                 else
-                    run torch "$net" "$t" "$ts" $r; run optc "$net" "$t" "$os" $r
+                    # the same-convolution variants: ResNet-20 alternated with them
+                    pair="" vnet=$net vtnet=$tnet
+                    case $net in hb20|nesterov20|momentum20) [ -x "$W/resnet20" ] && pair=1 ;; esac
+                    if [ -n "$pair" ] && [ $((r % 2)) = 0 ]; then
+                        run optc resnet20 "$t" "$os" "pair-$vnet"; net=$vnet tnet=$vtnet   # run() sets them
+                    fi
+                    if [ -z "$PY" ] || [ "$tnet" = - ]; then
+                        run optc "$net" "$t" "$os" $r
+                    elif [ $((r % 2)) = 1 ]; then
+                        run optc "$net" "$t" "$os" $r; run torch "$net" "$t" "$ts" $r
+                    else
+                        run torch "$net" "$t" "$ts" $r; run optc "$net" "$t" "$os" $r
+                    fi
+                    if [ -n "$pair" ] && [ $((r % 2)) = 1 ]; then
+                        run optc resnet20 "$t" "$os" "pair-$vnet"; net=$vnet tnet=$vtnet
+                    fi
                 fi
                 r=$((r + 1))
             done
@@ -294,10 +309,21 @@ awk '
 function med(side, net, t, key,   n, i, j, x, a) {
     n = 0
     for (i = 1; i <= nrun; i++)
-        if (R_side[i] == side && R_net[i] == net && R_t[i] == t && R_set[i] != "sweep" && R_set[i] != "pick" && ((i, key) in V))
+        if (R_side[i] == side && R_net[i] == net && R_t[i] == t && R_set[i] != "sweep" && R_set[i] != "pick" && R_set[i] != "pair" && ((i, key) in V))
             a[++n] = V[i, key] + 0
     for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
     lo = n ? a[1] : ""; hi = n ? a[n] : ""; cnt = n
+    if (n == 0) return ""
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+# the median of the ResNet-20 runs alternated with the rounds of variant net ("pair")
+function pmed(net, t,   n, i, j, x, a) {
+    n = 0
+    for (i = 1; i <= nrun; i++)
+        if (R_set[i] == "pair" && R_pair[i] == net && R_t[i] == t && ((i, "train_img_s") in V))
+            a[++n] = V[i, "train_img_s"] + 0
+    for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+    plo = n ? a[1] : ""; phi = n ? a[n] : ""
     if (n == 0) return ""
     return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
@@ -316,6 +342,7 @@ $1 == "tinfo" { split($3, kv, "="); TM[$2] = kv[2]; next }
 $1 == "run" {
     nrun++; R_side[nrun] = $2; R_net[nrun] = $3; R_t[nrun] = $4; R_set[nrun] = $5; R_round[nrun] = $6
     if ($6 == "sweep" || $6 == "pick") { R_set[nrun] = $6; S_set[nrun] = $5 }
+    if ($6 ~ /^pair-/) { R_set[nrun] = "pair"; R_pair[nrun] = substr($6, 6) }
     for (i = 7; i <= NF; i++) { split($i, kv, "="); V[nrun, kv[1]] = kv[2] }
 }
 END {
@@ -344,7 +371,7 @@ END {
         madds = (net in OM) ? OM[net] : TM[net]
         if ((net in OM) && (net in TM) && OM[net] != TM[net])
             warn = warn sprintf("warning: %s: optc counts %s forward multiply-adds, PyTorch %s: the networks differ\n", net, OM[net], TM[net])
-        ot = med("optc", net, t, "train_img_s"); ots = spread(ot)
+        ot = med("optc", net, t, "train_img_s"); ots = spread(ot); olo = lo; ohi = hi
         tt = med("torch", net, t, "train_img_s"); tts = spread(tt)
         oi = med("optc", net, t, "infer_img_s"); ois = spread(oi)
         ti = med("torch", net, t, "infer_img_s"); tis = spread(ti)
@@ -356,8 +383,13 @@ END {
         if (net == "hb110mf" && hbt[t] != "" && ot != "" && orss + 0 > 0)
             mfx = mfx sprintf("  %s threads: peak RSS %.1fx less, training img/s %.2fx of the stored build\n", t, hbr[t] / orss, ot / hbt[t])
         if (net == "resnet20") base[t] = ot
-        else if (net ~ /^(hb20|nesterov20|momentum20)$/ && base[t] != "" && ot != "")
-            cmpx = cmpx sprintf("  %s: %.2fx ResNet-20 training img/s at %s threads\n", net, ot / base[t], t)
+        else if (net ~ /^(hb20|nesterov20|momentum20)$/ && ot != "") {
+            pm = pmed(net, t)
+            if (pm != "")
+                cmpx = cmpx sprintf("  %s: %.2fx ResNet-20 training img/s at %s threads (%.0f [%.0f-%.0f] against ResNet-20 %.0f [%.0f-%.0f] in the same rounds)\n", net, ot / pm, t, ot, olo, ohi, pm, plo, phi)
+            else if (base[t] != "")
+                cmpx = cmpx sprintf("  %s: %.2fx ResNet-20 training img/s at %s threads\n", net, ot / base[t], t)
+        }
     }
     for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) if (("set_" N[i] "_" T[j]) in M)
         kept = kept sprintf("  %s, %s threads: optc %s\n", N[i], T[j], M["set_" N[i] "_" T[j]])
