@@ -1212,6 +1212,46 @@ static void emit_pend_terms(Emit *e, const PlanNode *px, const char *what)
     emit_f(e, "\n        };\n");
 }
 
+/* In a stored build, the sum node whose backward the fused BN + relu bn's
+ * backward runs within it (rt_bn_relu_backward_then: Nesterov's
+ * extrapolation y = x_k + c (x_k - x_k-1), the BN's input): bn's input is
+ * that sum, next to it in node order (no live node between), a whole tensor
+ * (no dense-stage prefix); the sum has 2 terms with numbers for
+ * coefficients, each with a gradient buffer of its own, distinct (neither
+ * folded into the sum's nor taken on by a BN's or pad's backward), and no
+ * other node runs a backward on the sum's gradient after it (no live node
+ * before it shares its buffer): rt_sum_backward's one-loop form, its bytes,
+ * and the sum's gradient never written; else 0. */
+static int emit_bn_then_sum(const Emit *e, int bn)
+{
+    const IrGraph *g = e->g;
+    const Plan *p = e->p;
+    const IrNode *b = &g->nodes[bn];
+    if (p->sched || b->op != OP_BN || !p->nodes[bn].fuse || b->nin != 1)
+        return 0;
+    int s = b->in[0];
+    const IrNode *n = &g->nodes[s];
+    const PlanNode *ps = &p->nodes[s];
+    if (n->op != OP_SUM || n->nin != 2 || s == g->output || op_bwd_reads_input(n) ||
+        ps->grad < 0 || ps->npend > 0 || emit_prefix_stride(e, s))
+        return 0;
+    for (int j = s + 1; j < bn; j++)
+        if (p->nodes[j].live)
+            return 0;
+    for (int k = 0; k < 2; k++) {
+        const PlanNode *pt = &p->nodes[n->in[k]];
+        if (n->u.sum.coef[k].nterms || !pt->needs_grad || pt->grad < 0 || pt->grad == ps->grad ||
+            pt->npend > 0 || n->in[k] == g->output)
+            return 0;
+    }
+    if (p->nodes[n->in[0]].grad == p->nodes[n->in[1]].grad)
+        return 0;
+    for (int j = 1; j < s; j++)
+        if (p->nodes[j].live && p->nodes[j].grad == ps->grad)
+            return 0;
+    return s;
+}
+
 /* Backward of one node. written[] tracks which gradient buffers already
  * hold a value, so the first write overwrites (acc = 0) and later ones add. */
 void emit_backward_node(Emit *e, const IrNode *n, bool *written)
@@ -1256,6 +1296,24 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
             emit_pend_terms(e, px, "its input's gradient: its sums' terms, then this backward");
             emit_f(e, "        FN(rt_bn_relu_backward_pend%s)(ctx, %s, %d, pg, pc, %s, %s, %s, %s, %s, "
                    "%s, %s, %s, %s, B, %d, %d, nB * %zu);\n    }\n", S, din[0], px->npend,
+                   emit_param(e, "G", n->u.bn.gamma), emit_param(e, "G", n->u.bn.beta),
+                   emit_grad(e, r), pr->recomp >= 0 ? emit_buf(e, pr->recomp) : emit_out(e, r),
+                   in, emit_buf(e, pn->save0), emit_buf(e, pn->save1),
+                   emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
+                   n->shape.c, n->shape.h * n->shape.w, emit_branch_site(e, r));
+            return;
+        }
+        int ts = emit_bn_then_sum(e, n->id);
+        if (ts) {   /* the sum's backward within it: its terms' gradients */
+            const IrNode *sn = &e->g->nodes[ts];
+            emit_f(e, "    {   /* with the backward of its input's sum below */\n");
+            emit_coefs(e, sn);
+            emit_f(e, "        %s *const dxs[2] = { %s, ", e->T, emit_grad(e, sn->in[0]));
+            emit_f(e, "%s };\n        const int acc[2] = { %d, %d };\n", emit_grad(e, sn->in[1]),
+                   written[sn->in[0]], written[sn->in[1]]);
+            written[sn->in[0]] = written[sn->in[1]] = true;
+            emit_f(e, "        FN(rt_bn_relu_backward_then%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, "
+                   "%s, %s, %s, B, %d, %d, nB * %zu, dxs, acc, c);\n    }\n", S, din[0], acc[0],
                    emit_param(e, "G", n->u.bn.gamma), emit_param(e, "G", n->u.bn.beta),
                    emit_grad(e, r), pr->recomp >= 0 ? emit_buf(e, pr->recomp) : emit_out(e, r),
                    in, emit_buf(e, pn->save0), emit_buf(e, pn->save1),
@@ -1331,6 +1389,13 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         break;
     case OP_SUM: {
         bool learned = op_bwd_reads_input(n);
+        int bn = n->id + 1;
+        while (bn < e->g->nnodes && !e->p->nodes[bn].live)
+            bn++;
+        if (bn < e->g->nnodes && emit_bn_then_sum(e, bn) == n->id) {
+            emit_f(e, "    /* within its bn's backward above (rt_bn_relu_backward_then) */\n");
+            break;
+        }
         /* terms that share the sum's gradient buffer (plan_fold_sums) have
          * it already: skipped */
         int nfold = 0, npend = 0;

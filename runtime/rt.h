@@ -280,6 +280,10 @@ void rt_bn_relu_forward_eval##S(const RtCtx *ctx, T *out, const T *in, const T *
 void rt_bn_relu_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbeta,     \
         const T *dout, const T *out, const T *in, const T *mean, const T *rstd,         \
         const T *gamma, const T *beta, int B, int C, int HW, size_t site);              \
+void rt_bn_relu_backward_then##S(const RtCtx *ctx, T *din, int acc, T *dgamma,         \
+        T *dbeta, const T *dout, const T *out, const T *in, const T *mean, const T *rstd,  \
+        const T *gamma, const T *beta, int B, int C, int HW, size_t site,                \
+        T *const *dxs, const int *dacc, const T *c);                                      \
 void rt_bn_relu_backward_pend##S(const RtCtx *ctx, T *din, int np, const T *const *pg,  \
         const T *pc, T *dgamma, T *dbeta, const T *dout, const T *out, const T *in,     \
         const T *mean, const T *rstd, const T *gamma, const T *beta, int B, int C,      \

@@ -421,7 +421,8 @@ static int count_of(const char *hay, const char *needle)
  * convs also applies its input's BN + relu (rt_bn_relu_conv3x3_sums_train),
  * so the four nets write h of none of their stride-1 convs but the stage
  * stem's. The memory-free momentum network keeps its sums (its backward
- * rebuilds states from them). */
+ * rebuilds states from them). Nesterov's extrapolation y's backward runs
+ * within its BN + relu's backward. */
 START_TEST(test_sums_in_conv)
 {
     char *out = NULL;
@@ -462,6 +463,10 @@ START_TEST(test_sums_in_conv)
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_conv3x3_sums_train)("), 6);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 3);
+    /* the extrapolation's backward within its BN's (rt_bn_relu_backward_then):
+     * the 3 sums left are the first steps' x1 (the shortcut's pad) */
+    ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_backward_then)("), 6);
+    ck_assert_int_eq(count_of(out, "FN(rt_sum_backward)("), 3);
     free(out);
     /* heavy ball: the 3-term sums of steps 1 and 2 in their conv while
      * training (rt_conv2d_sums_train); inference keeps them (if (!train));
