@@ -1212,44 +1212,169 @@ static void emit_pend_terms(Emit *e, const PlanNode *px, const char *what)
     emit_f(e, "\n        };\n");
 }
 
-/* In a stored build, the sum node whose backward the fused BN + relu bn's
- * backward runs within it (rt_bn_relu_backward_then: Nesterov's
- * extrapolation y = x_k + c (x_k - x_k-1), the BN's input): bn's input is
- * that sum, next to it in node order (no live node between), a whole tensor
- * (no dense-stage prefix); the sum has 2 terms with numbers for
- * coefficients, each with a gradient buffer of its own, distinct (neither
- * folded into the sum's nor taken on by a BN's or pad's backward), and no
- * other node runs a backward on the sum's gradient after it (no live node
- * before it shares its buffer): rt_sum_backward's one-loop form, its bytes,
- * and the sum's gradient never written; else 0. */
-static int emit_bn_then_sum(const Emit *e, int bn)
+/* The sums whose backwards a fused BN + relu's backward runs within it
+ * (rt_bn_relu_backward_then): s, the BN's input; keep: the BN still writes
+ * its gradient (a term of s shares the buffer and reads it later); s2, the
+ * sum term j of s is, whose backward follows (0: none). */
+typedef struct {
+    int s, keep, s2, j;
+} EmitThen;
+
+/* The next live node below node i in node order (the next backward); 0 if
+ * none. */
+static int emit_live_below(const Emit *e, int i)
+{
+    for (i--; i > 0 && !e->p->nodes[i].live; i--)
+        ;
+    return i;
+}
+
+/* A sum whose backward may run within the BN + relu backward above it:
+ * numbers for coefficients, 1 or 2 terms, a gradient of its own, whole
+ * tensors, no term's gradient taken on by a BN's or pad's backward. */
+static bool emit_then_sum_ok(const Emit *e, int s)
+{
+    const IrNode *n = &e->g->nodes[s];
+    const PlanNode *ps = &e->p->nodes[s];
+    if (n->op != OP_SUM || n->nin > 2 || s == e->g->output || op_bwd_reads_input(n) ||
+        ps->grad < 0 || ps->npend > 0 || emit_prefix_stride(e, s))
+        return false;
+    for (int k = 0; k < n->nin; k++)
+        if (n->u.sum.coef[k].nterms || e->p->nodes[n->in[k]].npend > 0 || n->in[k] == e->g->output)
+            return false;
+    return true;
+}
+
+/* Whether the gradient buffers the backward of sum s writes (its terms'
+ * own, not folded into s's) share memory with any of the n buffers in rw[]
+ * or with each other, or with any of the 3 in ro[] but as the same memory
+ * (each element is read before it is written, by the thread that writes
+ * it: the tensors have one layout); each is then added to rw[] (room for
+ * 2). */
+static bool emit_then_clash(const Emit *e, int s, const int *ro, int *rw, int *n)
+{
+    const IrNode *sn = &e->g->nodes[s];
+    int n0 = *n;
+    for (int k = 0; k < sn->nin; k++) {
+        const PlanNode *pt = &e->p->nodes[sn->in[k]];
+        if (!pt->needs_grad || pt->grad < 0 || pt->grad == e->p->nodes[s].grad)
+            continue;
+        for (int i = 0; i < *n; i++)
+            if (emit_bufs_overlap(e->p, pt->grad, rw[i]))
+                return true;
+        for (int i = 0; i < 3; i++)
+            if (emit_bufs_overlap(e->p, pt->grad, ro[i]) && !emit_bufs_same(e->p, pt->grad, ro[i]))
+                return true;
+        rw[(*n)++] = pt->grad;
+    }
+    return *n - n0 > 2;
+}
+
+/* Whether a live node below s shares s's gradient buffer (reads it after
+ * s's backward). */
+static bool emit_grad_read_below(const Emit *e, int s)
+{
+    for (int j = 1; j < s; j++)
+        if (e->p->nodes[j].live && e->p->nodes[j].grad == e->p->nodes[s].grad)
+            return true;
+    return false;
+}
+
+/* In a stored build, the sums whose backwards the fused BN + relu bn's
+ * backward runs within it (rt_bn_relu_backward_then), into *t: bn's input
+ * s is such a sum (emit_then_sum_ok), next to bn in node order, with a
+ * term whose gradient it writes (not folded into its own: Nesterov's
+ * extrapolation y = x_k + c (x_k - x_k-1), momentum's x_k+1 = x_k + v_k+1);
+ * then the next backward, if it is the sum one of s's terms is, with its
+ * gradient written by s alone and read by no later backward and no term
+ * folded into it (momentum's v_k+1 = g v_k - (1 - g) grad), runs within it
+ * too: the bytes of rt_sum_backward's calls, the gradients nobody reads
+ * afterwards never written. What the sums write shares no memory with
+ * what the BN's backward reads (the planner may give a sum's output the
+ * memory of the BN's gradient, dead once the BN's backward is done) or
+ * with each other. 0 if none. */
+static int emit_bn_then(const Emit *e, int bn, EmitThen *t)
 {
     const IrGraph *g = e->g;
     const Plan *p = e->p;
     const IrNode *b = &g->nodes[bn];
+    memset(t, 0, sizeof *t);
     if (p->sched || b->op != OP_BN || !p->nodes[bn].fuse || b->nin != 1)
         return 0;
-    int s = b->in[0];
+    int s = b->in[0], own = 0;
+    if (!emit_then_sum_ok(e, s) || emit_live_below(e, bn) != s)
+        return 0;
     const IrNode *n = &g->nodes[s];
-    const PlanNode *ps = &p->nodes[s];
-    if (n->op != OP_SUM || n->nin != 2 || s == g->output || op_bwd_reads_input(n) ||
-        ps->grad < 0 || ps->npend > 0 || emit_prefix_stride(e, s))
-        return 0;
-    for (int j = s + 1; j < bn; j++)
-        if (p->nodes[j].live)
-            return 0;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < n->nin; k++) {
         const PlanNode *pt = &p->nodes[n->in[k]];
-        if (n->u.sum.coef[k].nterms || !pt->needs_grad || pt->grad < 0 || pt->grad == ps->grad ||
-            pt->npend > 0 || n->in[k] == g->output)
-            return 0;
+        own += pt->needs_grad && pt->grad >= 0 && pt->grad != p->nodes[s].grad;
     }
-    if (p->nodes[n->in[0]].grad == p->nodes[n->in[1]].grad)
+    if (!own)
         return 0;
-    for (int j = 1; j < s; j++)
-        if (p->nodes[j].live && p->nodes[j].grad == ps->grad)
-            return 0;
+    int r = p->nodes[bn].fuse, rec = p->nodes[r].recomp;
+    /* what the BN's backward reads: dout, out and in; din */
+    const int ro[3] = {p->nodes[r].grad, rec >= 0 ? rec : p->nodes[r].out, p->nodes[s].out};
+    int rw[5] = {p->nodes[s].grad}, nb = 1;
+    if (emit_then_clash(e, s, ro, rw, &nb))
+        return 0;
+    t->s = s;
+    t->keep = emit_grad_read_below(e, s);
+    int s2 = emit_live_below(e, s), j = -1;
+    for (int k = 0; k < n->nin; k++)
+        if (n->in[k] == s2)
+            j = j < 0 ? k : -2;
+    if (j < 0 || !emit_then_sum_ok(e, s2) || p->nodes[s2].grad == p->nodes[s].grad ||
+        !p->nodes[s2].needs_grad || emit_grad_read_below(e, s2))
+        return s;
+    const IrNode *n2 = &g->nodes[s2];
+    for (int k = 0; k < n2->nin; k++)
+        if (p->nodes[n2->in[k]].grad == p->nodes[s2].grad)
+            return s;
+    if (emit_then_clash(e, s2, ro, rw, &nb))
+        return s;
+    t->s2 = s2;
+    t->j = j;
     return s;
+}
+
+/* The BN whose backward runs sum s's within it (emit_bn_then); 0 if none. */
+static int emit_sum_in_bn(const Emit *e, int s)
+{
+    EmitThen t;
+    for (int i = s + 1, hops = 0; i < e->g->nnodes && hops < 2; i++) {
+        if (!e->p->nodes[i].live)
+            continue;
+        if (emit_bn_then(e, i, &t) && (t.s == s || t.s2 == s))
+            return i;
+        hops++;
+    }
+    return 0;
+}
+
+/* The dxs, acc and coefficients arrays of sum s's backward (names with
+ * suffix sfx), its folded terms NULL, acc from and into written[]. */
+static void emit_then_arrays(Emit *e, int s, const char *sfx, bool *written)
+{
+    const IrNode *n = &e->g->nodes[s];
+    char name[8];
+    snprintf(name, sizeof name, "c%s", sfx);
+    emit_coefs_as(e, n, name);
+    emit_f(e, "        %s *const dxs%s[%d] = {", e->T, sfx, n->nin);
+    for (int k = 0; k < n->nin; k++) {
+        int x = n->in[k];
+        bool fold = e->p->nodes[x].grad == e->p->nodes[s].grad;
+        emit_f(e, "%s%s", k ? ", " : " ", fold ? "NULL" : emit_grad(e, x));
+    }
+    emit_f(e, " };\n        const int acc%s[%d] = {", sfx, n->nin);
+    for (int k = 0; k < n->nin; k++) {
+        int x = n->in[k];
+        bool live = strcmp(emit_grad(e, x), "NULL") != 0 &&
+                    e->p->nodes[x].grad != e->p->nodes[s].grad;
+        emit_f(e, "%s%d", k ? ", " : " ", live && written[x]);
+        if (live)
+            written[x] = true;
+    }
+    emit_f(e, " };\n");
 }
 
 /* Backward of one node. written[] tracks which gradient buffers already
@@ -1303,22 +1428,25 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
                    n->shape.c, n->shape.h * n->shape.w, emit_branch_site(e, r));
             return;
         }
-        int ts = emit_bn_then_sum(e, n->id);
-        if (ts) {   /* the sum's backward within it: its terms' gradients */
-            const IrNode *sn = &e->g->nodes[ts];
-            emit_f(e, "    {   /* with the backward of its input's sum below */\n");
-            emit_coefs(e, sn);
-            emit_f(e, "        %s *const dxs[2] = { %s, ", e->T, emit_grad(e, sn->in[0]));
-            emit_f(e, "%s };\n        const int acc[2] = { %d, %d };\n", emit_grad(e, sn->in[1]),
-                   written[sn->in[0]], written[sn->in[1]]);
-            written[sn->in[0]] = written[sn->in[1]] = true;
+        EmitThen th;
+        if (emit_bn_then(e, n->id, &th)) {  /* the sums' backwards within it */
+            emit_f(e, "    {   /* with the backward of its input's sum below%s */\n",
+                   th.s2 ? " and of the sum after it" : "");
+            emit_then_arrays(e, th.s, "", written);
+            if (th.s2)
+                emit_then_arrays(e, th.s2, "2", written);
             emit_f(e, "        FN(rt_bn_relu_backward_then%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, "
-                   "%s, %s, %s, B, %d, %d, nB * %zu, dxs, acc, c);\n    }\n", S, din[0], acc[0],
+                   "%s, %s, %s, B, %d, %d, nB * %zu, %d, %d, dxs, acc, c, ", S, din[0], acc[0],
                    emit_param(e, "G", n->u.bn.gamma), emit_param(e, "G", n->u.bn.beta),
                    emit_grad(e, r), pr->recomp >= 0 ? emit_buf(e, pr->recomp) : emit_out(e, r),
                    in, emit_buf(e, pn->save0), emit_buf(e, pn->save1),
                    emit_param(e, "P", n->u.bn.gamma), emit_param(e, "P", n->u.bn.beta),
-                   n->shape.c, n->shape.h * n->shape.w, emit_branch_site(e, r));
+                   n->shape.c, n->shape.h * n->shape.w, emit_branch_site(e, r), th.keep,
+                   e->g->nodes[th.s].nin);
+            if (th.s2)
+                emit_f(e, "%d, %d, dxs2, acc2, c2);\n    }\n", th.j, e->g->nodes[th.s2].nin);
+            else
+                emit_f(e, "0, 0, NULL, NULL, NULL);\n    }\n");
             return;
         }
         emit_f(e, "    FN(rt_bn_relu_backward%s%s)(ctx, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, "
@@ -1389,11 +1517,8 @@ void emit_backward_node(Emit *e, const IrNode *n, bool *written)
         break;
     case OP_SUM: {
         bool learned = op_bwd_reads_input(n);
-        int bn = n->id + 1;
-        while (bn < e->g->nnodes && !e->p->nodes[bn].live)
-            bn++;
-        if (bn < e->g->nnodes && emit_bn_then_sum(e, bn) == n->id) {
-            emit_f(e, "    /* within its bn's backward above (rt_bn_relu_backward_then) */\n");
+        if (emit_sum_in_bn(e, n->id)) {
+            emit_f(e, "    /* within the bn's backward above (rt_bn_relu_backward_then) */\n");
             break;
         }
         /* terms that share the sum's gradient buffer (plan_fold_sums) have

@@ -624,17 +624,17 @@ static void FN(backward_1)(Model *m, int B)
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 393216 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, P + 121048, B, 64, 64, nB * 167936);
-    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)-1
         };
         T *const dxs[2] = { act + 417792 * nB, NULL };
         const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 438272 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_bn_relu_backward_then)(ctx, act + 438272 * nB, 1, G + 120984, G + 121048, act + 397312 * nB, act + 393216 * nB, act + 401408 * nB, fix + 736, fix + 800, P + 120984, P + 121048, B, 64, 64, nB * 167936, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 393216 * nB, 0, act + 417792 * nB, B, 32, 16, 16, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
@@ -714,17 +714,17 @@ static void FN(backward_2)(Model *m, int B)
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 278528 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, P + 28405, B, 32, 256, nB * 122880);
-    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)-1
         };
         T *const dxs[2] = { act + 327680 * nB, NULL };
         const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 368640 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_bn_relu_backward_then)(ctx, act + 368640 * nB, 1, G + 28373, G + 28405, act + 286720 * nB, act + 278528 * nB, act + 294912 * nB, fix + 288, fix + 320, P + 28373, P + 28405, B, 32, 256, nB * 122880, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 278528 * nB, 0, act + 327680 * nB, B, 16, 32, 32, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
@@ -804,17 +804,17 @@ static void FN(backward_3)(Model *m, int B)
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, P + 5122, B, 16, 1024, nB * 32768);
-    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)-1
         };
         T *const dxs[2] = { act + 147456 * nB, NULL };
         const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 229376 * nB, NULL, c, 2, nB * 16384);
+        FN(rt_bn_relu_backward_then)(ctx, act + 229376 * nB, 1, G + 5106, G + 5122, act + 98304 * nB, act + 65536 * nB, act + 81920 * nB, fix + 64, fix + 80, P + 5106, P + 5122, B, 16, 1024, nB * 32768, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 65536 * nB, 0, G + 2801, act + 229376 * nB, act + 49152 * nB, act + 32768 * nB, fix + 32, fix + 48, P + 2769, P + 2785, B, 16, 32, 32, nB * 16384, 16384, P + 2801, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */

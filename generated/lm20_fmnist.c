@@ -624,17 +624,17 @@ static void FN(backward_1)(Model *m, int B)
     /* 54 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 53 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 301056 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, P + 120760, B, 64, 49, nB * 128576);
-    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)-1
         };
         T *const dxs[2] = { act + 319872 * nB, NULL };
         const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 335552 * nB, NULL, c, 2, nB * 3136);
+        FN(rt_bn_relu_backward_then)(ctx, act + 335552 * nB, 1, G + 120696, G + 120760, act + 304192 * nB, act + 301056 * nB, act + 307328 * nB, fix + 736, fix + 800, P + 120696, P + 120760, B, 64, 49, nB * 128576, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 52 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 51 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_backward)(ctx, act + 301056 * nB, 0, act + 319872 * nB, B, 32, 14, 14, 64, 2);
     /* 50 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
@@ -714,17 +714,17 @@ static void FN(backward_2)(Model *m, int B)
     /* 32 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 31 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 213248 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, P + 28117, B, 32, 196, nB * 94080);
-    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)-1
         };
         T *const dxs[2] = { act + 250880 * nB, NULL };
         const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 282240 * nB, NULL, c, 2, nB * 6272);
+        FN(rt_bn_relu_backward_then)(ctx, act + 282240 * nB, 1, G + 28085, G + 28117, act + 219520 * nB, act + 213248 * nB, act + 225792 * nB, fix + 288, fix + 320, P + 28085, P + 28117, B, 32, 196, nB * 94080, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 30 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 29 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_backward)(ctx, act + 213248 * nB, 0, act + 250880 * nB, B, 16, 28, 28, 32, 2);
     /* 28 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
@@ -804,17 +804,17 @@ static void FN(backward_3)(Model *m, int B)
     /* 10 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 9 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 75264 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, P + 4834, B, 16, 784, nB * 25088);
-    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)-1
         };
         T *const dxs[2] = { act + 112896 * nB, NULL };
         const int acc[2] = { 1, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 175616 * nB, NULL, c, 2, nB * 12544);
+        FN(rt_bn_relu_backward_then)(ctx, act + 175616 * nB, 1, G + 4818, G + 4834, act + 75264 * nB, act + 50176 * nB, act + 62720 * nB, fix + 64, fix + 80, P + 4818, P + 4834, B, 16, 784, nB * 25088, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_conv3x3_backward_neg)(ctx, act + 50176 * nB, 0, G + 2513, act + 175616 * nB, act + 37632 * nB, act + 25088 * nB, fix + 32, fix + 48, P + 2481, P + 2497, B, 16, 28, 28, nB * 12544, 12544, P + 2513, 16);   /* stage1.step0.grad.relu1 not written by the forward: applied as dw reads it */
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */

@@ -712,17 +712,17 @@ static void FN(backward_1)(Model *m, int B)
     /* 77 head.relu0 = relu(head.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 76 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 0, G + 268944, G + 269008, act + 376960 * nB, act + 372736 * nB, act + 360448 * nB, fix + 1248, fix + 1312, P + 268944, P + 269008, B, 64, 64, nB * 184320);
-    /* 75 stage3.x3 = sum(stage3.x2, stage3.v3): 64x8x8 -> 64x8x8 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 360448 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 381056 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_bn_relu_backward_then)(ctx, act + 381056 * nB, 0, G + 268944, G + 269008, act + 376960 * nB, act + 372736 * nB, act + 360448 * nB, fix + 1248, fix + 1312, P + 268944, P + 269008, B, 64, 64, nB * 184320, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 75 stage3.x3 = sum(stage3.x2, stage3.v3): 64x8x8 -> 64x8x8 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 74 stage3.v3 = sum(stage3.v2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
@@ -744,27 +744,25 @@ static void FN(backward_1)(Model *m, int B)
     /* 69 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 1, G + 194960, G + 195024, act + 360448 * nB, act + 356352 * nB, act + 339968 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 64, nB * 176128);
-    /* 67 stage3.x2 = sum(stage3.x1, stage3.v2): 64x8x8 -> 64x8x8 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 372736 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 381056 * nB, NULL, c, 2, nB * 4096);
-    }
-    /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 339968 * nB, act + 356352 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 372736 * nB, NULL, c, 2, nB * 4096);
+        T *const dxs2[2] = { act + 339968 * nB, act + 356352 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 381056 * nB, 1, G + 194960, G + 195024, act + 360448 * nB, act + 356352 * nB, act + 339968 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 64, nB * 176128, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 67 stage3.x2 = sum(stage3.x1, stage3.v2): 64x8x8 -> 64x8x8 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 360448 * nB, 0, G + 158096, act + 356352 * nB, act + 352256 * nB, act + 348160 * nB, fix + 864, fix + 928, P + 157968, P + 158032, B, 64, 8, 8, nB * 172032, 4096, P + 158096, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
@@ -776,17 +774,17 @@ static void FN(backward_1)(Model *m, int B)
     /* 61 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x8x8 -> 64x8x8 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
-    FN(rt_bn_relu_backward)(ctx, act + 381056 * nB, 1, G + 120976, G + 121040, act + 348160 * nB, act + 335872 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 64, nB * 167936);
-    /* 59 stage3.x1 = sum(stage3.shortcut0, stage3.v1): 64x8x8 -> 64x8x8 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 339968 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 381056 * nB, NULL, c, 2, nB * 4096);
+        FN(rt_bn_relu_backward_then)(ctx, act + 381056 * nB, 1, G + 120976, G + 121040, act + 348160 * nB, act + 335872 * nB, act + 344064 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 64, nB * 167936, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 59 stage3.x1 = sum(stage3.shortcut0, stage3.v1): 64x8x8 -> 64x8x8 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 58 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_backward)(ctx, act + 344064 * nB, 0, act + 381056 * nB, B, 32, 16, 16, 64, 2);
     /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
@@ -821,27 +819,25 @@ static void FN(backward_2)(Model *m, int B)
     /* 52 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 327680 * nB, act + 319488 * nB, act + 294912 * nB, fix + 544, fix + 576, P + 65488, P + 65520, B, 32, 256, nB * 155648);
-    /* 50 stage2.x3 = sum(stage2.x2, stage2.v3): 32x16x16 -> 32x16x16 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 294912 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 319488 * nB, act + 327680 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 294912 * nB, NULL, c, 2, nB * 8192);
+        T *const dxs2[2] = { act + 319488 * nB, act + 327680 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 344064 * nB, 1, G + 65488, G + 65520, act + 327680 * nB, act + 319488 * nB, act + 294912 * nB, fix + 544, fix + 576, P + 65488, P + 65520, B, 32, 256, nB * 155648, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 50 stage2.x3 = sum(stage2.x2, stage2.v3): 32x16x16 -> 32x16x16 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 294912 * nB, 0, G + 56272, act + 327680 * nB, act + 311296 * nB, act + 303104 * nB, fix + 480, fix + 512, P + 56208, P + 56240, B, 32, 16, 16, nB * 147456, 8192, P + 56272, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -853,27 +849,25 @@ static void FN(backward_2)(Model *m, int B)
     /* 44 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 43 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 1, G + 46928, G + 46960, act + 294912 * nB, act + 286720 * nB, act + 253952 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 256, nB * 139264);
-    /* 42 stage2.x2 = sum(stage2.x1, stage2.v2): 32x16x16 -> 32x16x16 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 319488 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 8192);
-    }
-    /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 253952 * nB, act + 286720 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 319488 * nB, NULL, c, 2, nB * 8192);
+        T *const dxs2[2] = { act + 253952 * nB, act + 286720 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 344064 * nB, 1, G + 46928, G + 46960, act + 294912 * nB, act + 286720 * nB, act + 253952 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 256, nB * 139264, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 42 stage2.x2 = sum(stage2.x1, stage2.v2): 32x16x16 -> 32x16x16 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 294912 * nB, 0, G + 37712, act + 286720 * nB, act + 278528 * nB, act + 270336 * nB, fix + 352, fix + 384, P + 37648, P + 37680, B, 32, 16, 16, nB * 131072, 8192, P + 37712, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
@@ -885,17 +879,17 @@ static void FN(backward_2)(Model *m, int B)
     /* 36 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x16x16 -> 32x16x16 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 35 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
-    FN(rt_bn_relu_backward)(ctx, act + 344064 * nB, 1, G + 28368, G + 28400, act + 270336 * nB, act + 245760 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 256, nB * 122880);
-    /* 34 stage2.x1 = sum(stage2.shortcut0, stage2.v1): 32x16x16 -> 32x16x16 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 253952 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 344064 * nB, NULL, c, 2, nB * 8192);
+        FN(rt_bn_relu_backward_then)(ctx, act + 344064 * nB, 1, G + 28368, G + 28400, act + 270336 * nB, act + 245760 * nB, act + 262144 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 256, nB * 122880, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 34 stage2.x1 = sum(stage2.shortcut0, stage2.v1): 32x16x16 -> 32x16x16 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 33 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_backward)(ctx, act + 262144 * nB, 0, act + 344064 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
@@ -930,27 +924,25 @@ static void FN(backward_3)(Model *m, int B)
     /* 27 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 212992 * nB, act + 163840 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304);
-    /* 25 stage1.x3 = sum(stage1.x2, stage1.v3): 16x32x32 -> 16x32x32 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 163840 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 212992 * nB, act + 229376 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 163840 * nB, NULL, c, 2, nB * 16384);
+        T *const dxs2[2] = { act + 212992 * nB, act + 229376 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 262144 * nB, 1, G + 14448, G + 14464, act + 229376 * nB, act + 212992 * nB, act + 163840 * nB, fix + 192, fix + 208, P + 14448, P + 14464, B, 16, 1024, nB * 98304, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 25 stage1.x3 = sum(stage1.x2, stage1.v3): 16x32x32 -> 16x32x32 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 163840 * nB, 0, G + 12144, act + 229376 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, P + 12112, P + 12128, B, 16, 32, 32, nB * 81920, 16384, P + 12144, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -962,27 +954,25 @@ static void FN(backward_3)(Model *m, int B)
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 147456 * nB, act + 81920 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536);
-    /* 17 stage1.x2 = sum(stage1.x1, stage1.v2): 16x32x32 -> 16x32x32 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 212992 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 81920 * nB, act + 147456 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 212992 * nB, NULL, c, 2, nB * 16384);
+        T *const dxs2[2] = { act + 81920 * nB, act + 147456 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 262144 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 147456 * nB, act + 81920 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 17 stage1.x2 = sum(stage1.x1, stage1.v2): 16x32x32 -> 16x32x32 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 163840 * nB, 0, G + 7472, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, P + 7440, P + 7456, B, 16, 32, 32, nB * 49152, 16384, P + 7472, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
@@ -994,26 +984,24 @@ static void FN(backward_3)(Model *m, int B)
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x32x32 -> 16x32x32 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
-    FN(rt_bn_relu_backward)(ctx, act + 262144 * nB, 1, G + 5104, G + 5120, act + 114688 * nB, act + 98304 * nB, act + 65536 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768);
-    /* 9 stage1.x1 = sum(stem.conv0, stage1.v1): 16x32x32 -> 16x32x32 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 81920 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 262144 * nB, NULL, c, 2, nB * 16384);
-    }
-    /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    {
-        const T c[1] = {
+        const T c2[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[1] = { act + 65536 * nB };
-        const int acc[1] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 81920 * nB, NULL, c, 1, nB * 16384);
+        T *const dxs2[1] = { act + 65536 * nB };
+        const int acc2[1] = { 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 262144 * nB, 1, G + 5104, G + 5120, act + 114688 * nB, act + 98304 * nB, act + 65536 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768, 1, 2, dxs, acc, c, 1, 1, dxs2, acc2, c2);
     }
+    /* 9 stage1.x1 = sum(stem.conv0, stage1.v1): 16x32x32 -> 16x32x32 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
 }
 
 /* Backward, part 4 of 4. */

@@ -712,17 +712,17 @@ static void FN(backward_1)(Model *m, int B)
     /* 77 head.relu0 = relu(head.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 76 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 291776 * nB, 0, G + 268656, G + 268720, act + 288640 * nB, act + 285376 * nB, act + 275968 * nB, fix + 1248, fix + 1312, P + 268656, P + 268720, B, 64, 49, nB * 141120);
-    /* 75 stage3.x3 = sum(stage3.x2, stage3.v3): 64x7x7 -> 64x7x7 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 275968 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 291776 * nB, NULL, c, 2, nB * 3136);
+        FN(rt_bn_relu_backward_then)(ctx, act + 291776 * nB, 0, G + 268656, G + 268720, act + 288640 * nB, act + 285376 * nB, act + 275968 * nB, fix + 1248, fix + 1312, P + 268656, P + 268720, B, 64, 49, nB * 141120, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 75 stage3.x3 = sum(stage3.x2, stage3.v3): 64x7x7 -> 64x7x7 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 74 stage3.v3 = sum(stage3.v2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
@@ -744,27 +744,25 @@ static void FN(backward_1)(Model *m, int B)
     /* 69 stage3.step2.grad.relu0 = relu(stage3.step2.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 68 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 291776 * nB, 1, G + 194672, G + 194736, act + 275968 * nB, act + 272832 * nB, act + 260288 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 49, nB * 134848);
-    /* 67 stage3.x2 = sum(stage3.x1, stage3.v2): 64x7x7 -> 64x7x7 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 285376 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 291776 * nB, NULL, c, 2, nB * 3136);
-    }
-    /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 260288 * nB, act + 272832 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 285376 * nB, NULL, c, 2, nB * 3136);
+        T *const dxs2[2] = { act + 260288 * nB, act + 272832 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 291776 * nB, 1, G + 194672, G + 194736, act + 275968 * nB, act + 272832 * nB, act + 260288 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 49, nB * 134848, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 67 stage3.x2 = sum(stage3.x1, stage3.v2): 64x7x7 -> 64x7x7 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 275968 * nB, 0, G + 157808, act + 272832 * nB, act + 269696 * nB, act + 266560 * nB, fix + 864, fix + 928, P + 157680, P + 157744, B, 64, 7, 7, nB * 131712, 3136, P + 157808, 64);   /* stage3.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
@@ -776,17 +774,17 @@ static void FN(backward_1)(Model *m, int B)
     /* 61 stage3.step1.grad.relu0 = relu(stage3.step1.grad.bn0): 64x7x7 -> 64x7x7 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 60 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
-    FN(rt_bn_relu_backward)(ctx, act + 291776 * nB, 1, G + 120688, G + 120752, act + 266560 * nB, act + 257152 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 49, nB * 128576);
-    /* 59 stage3.x1 = sum(stage3.shortcut0, stage3.v1): 64x7x7 -> 64x7x7 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 260288 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 291776 * nB, NULL, c, 2, nB * 3136);
+        FN(rt_bn_relu_backward_then)(ctx, act + 291776 * nB, 1, G + 120688, G + 120752, act + 266560 * nB, act + 257152 * nB, act + 263424 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 49, nB * 128576, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 59 stage3.x1 = sum(stage3.shortcut0, stage3.v1): 64x7x7 -> 64x7x7 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 58 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_backward)(ctx, act + 263424 * nB, 0, act + 291776 * nB, B, 32, 14, 14, 64, 2);
     /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
@@ -821,27 +819,25 @@ static void FN(backward_2)(Model *m, int B)
     /* 52 stage3.step0.grad.relu0 = relu(stage3.step0.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 51 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 250880 * nB, act + 244608 * nB, act + 225792 * nB, fix + 544, fix + 576, P + 65200, P + 65232, B, 32, 196, nB * 119168);
-    /* 50 stage2.x3 = sum(stage2.x2, stage2.v3): 32x14x14 -> 32x14x14 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 225792 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 244608 * nB, act + 250880 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 225792 * nB, NULL, c, 2, nB * 6272);
+        T *const dxs2[2] = { act + 244608 * nB, act + 250880 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 263424 * nB, 1, G + 65200, G + 65232, act + 250880 * nB, act + 244608 * nB, act + 225792 * nB, fix + 544, fix + 576, P + 65200, P + 65232, B, 32, 196, nB * 119168, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 50 stage2.x3 = sum(stage2.x2, stage2.v3): 32x14x14 -> 32x14x14 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 225792 * nB, 0, G + 55984, act + 250880 * nB, act + 238336 * nB, act + 232064 * nB, fix + 480, fix + 512, P + 55920, P + 55952, B, 32, 14, 14, nB * 112896, 6272, P + 55984, 32);   /* stage2.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
@@ -853,27 +849,25 @@ static void FN(backward_2)(Model *m, int B)
     /* 44 stage2.step2.grad.relu0 = relu(stage2.step2.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 43 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 263424 * nB, 1, G + 46640, G + 46672, act + 225792 * nB, act + 219520 * nB, act + 194432 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 196, nB * 106624);
-    /* 42 stage2.x2 = sum(stage2.x1, stage2.v2): 32x14x14 -> 32x14x14 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 244608 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 6272);
-    }
-    /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
         };
-        T *const dxs[2] = { act + 194432 * nB, act + 219520 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 244608 * nB, NULL, c, 2, nB * 6272);
+        T *const dxs2[2] = { act + 194432 * nB, act + 219520 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 263424 * nB, 1, G + 46640, G + 46672, act + 225792 * nB, act + 219520 * nB, act + 194432 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 196, nB * 106624, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 42 stage2.x2 = sum(stage2.x1, stage2.v2): 32x14x14 -> 32x14x14 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 225792 * nB, 0, G + 37424, act + 219520 * nB, act + 213248 * nB, act + 206976 * nB, fix + 352, fix + 384, P + 37360, P + 37392, B, 32, 14, 14, nB * 100352, 6272, P + 37424, 32);   /* stage2.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
@@ -885,17 +879,17 @@ static void FN(backward_2)(Model *m, int B)
     /* 36 stage2.step1.grad.relu0 = relu(stage2.step1.grad.bn0): 32x14x14 -> 32x14x14 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 35 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
-    FN(rt_bn_relu_backward)(ctx, act + 263424 * nB, 1, G + 28080, G + 28112, act + 206976 * nB, act + 188160 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 196, nB * 94080);
-    /* 34 stage2.x1 = sum(stage2.shortcut0, stage2.v1): 32x14x14 -> 32x14x14 */
-    {
+    {   /* with the backward of its input's sum below */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 194432 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 263424 * nB, NULL, c, 2, nB * 6272);
+        FN(rt_bn_relu_backward_then)(ctx, act + 263424 * nB, 1, G + 28080, G + 28112, act + 206976 * nB, act + 188160 * nB, act + 200704 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 196, nB * 94080, 1, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
+    /* 34 stage2.x1 = sum(stage2.shortcut0, stage2.v1): 32x14x14 -> 32x14x14 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 33 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_backward)(ctx, act + 200704 * nB, 0, act + 263424 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
@@ -930,27 +924,25 @@ static void FN(backward_3)(Model *m, int B)
     /* 27 stage2.step0.grad.relu0 = relu(stage2.step0.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 26 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 175616 * nB, act + 163072 * nB, act + 125440 * nB, fix + 192, fix + 208, P + 14160, P + 14176, B, 16, 784, nB * 75264);
-    /* 25 stage1.x3 = sum(stage1.x2, stage1.v3): 16x28x28 -> 16x28x28 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 125440 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.8,
             /* -(1 - g) */ (T)-0.19999999999999996
         };
-        T *const dxs[2] = { act + 163072 * nB, act + 175616 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 125440 * nB, NULL, c, 2, nB * 12544);
+        T *const dxs2[2] = { act + 163072 * nB, act + 175616 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 200704 * nB, 1, G + 14160, G + 14176, act + 175616 * nB, act + 163072 * nB, act + 125440 * nB, fix + 192, fix + 208, P + 14160, P + 14176, B, 16, 784, nB * 75264, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 25 stage1.x3 = sum(stage1.x2, stage1.v3): 16x28x28 -> 16x28x28 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 125440 * nB, 0, G + 11856, act + 175616 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, P + 11824, P + 11840, B, 16, 28, 28, nB * 62720, 12544, P + 11856, 16);   /* stage1.step2.grad.relu1 not written by the forward: applied as dw reads it */
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
@@ -962,27 +954,25 @@ static void FN(backward_3)(Model *m, int B)
     /* 19 stage1.step2.grad.relu0 = relu(stage1.step2.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 200704 * nB, 1, G + 9488, G + 9504, act + 125440 * nB, act + 112896 * nB, act + 62720 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 784, nB * 50176);
-    /* 17 stage1.x2 = sum(stage1.x1, stage1.v2): 16x28x28 -> 16x28x28 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 163072 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
-        const T c[2] = {
+        const T c2[2] = {
             /* g */ (T)0.8,
             /* -(1 - g) */ (T)-0.19999999999999996
         };
-        T *const dxs[2] = { act + 62720 * nB, act + 112896 * nB };
-        const int acc[2] = { 0, 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 163072 * nB, NULL, c, 2, nB * 12544);
+        T *const dxs2[2] = { act + 62720 * nB, act + 112896 * nB };
+        const int acc2[2] = { 0, 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 200704 * nB, 1, G + 9488, G + 9504, act + 125440 * nB, act + 112896 * nB, act + 62720 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 784, nB * 50176, 1, 2, dxs, acc, c, 1, 2, dxs2, acc2, c2);
     }
+    /* 17 stage1.x2 = sum(stage1.x1, stage1.v2): 16x28x28 -> 16x28x28 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
     FN(rt_bn_relu_conv3x3_backward)(ctx, act + 125440 * nB, 0, G + 7184, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, fix + 96, fix + 112, P + 7152, P + 7168, B, 16, 28, 28, nB * 37632, 12544, P + 7184, 16);   /* stage1.step1.grad.relu1 not written by the forward: applied as dw reads it */
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
@@ -994,26 +984,24 @@ static void FN(backward_3)(Model *m, int B)
     /* 11 stage1.step1.grad.relu0 = relu(stage1.step1.grad.bn0): 16x28x28 -> 16x28x28 */
     /* with its bn below (rt_bn_relu_backward) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
-    FN(rt_bn_relu_backward)(ctx, act + 200704 * nB, 1, G + 4816, G + 4832, act + 87808 * nB, act + 75264 * nB, act + 50176 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 784, nB * 25088);
-    /* 9 stage1.x1 = sum(stem.conv0, stage1.v1): 16x28x28 -> 16x28x28 */
-    {
+    {   /* with the backward of its input's sum below and of the sum after it */
         const T c[2] = {
             (T)1,
             (T)1
         };
         T *const dxs[2] = { NULL, act + 62720 * nB };
         const int acc[2] = { 0, 1 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 200704 * nB, NULL, c, 2, nB * 12544);
-    }
-    /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    {
-        const T c[1] = {
+        const T c2[1] = {
             /* -(1 - g) */ (T)-0.19999999999999996
         };
-        T *const dxs[1] = { act + 50176 * nB };
-        const int acc[1] = { 0 };
-        FN(rt_sum_backward)(ctx, dxs, acc, NULL, act + 62720 * nB, NULL, c, 1, nB * 12544);
+        T *const dxs2[1] = { act + 50176 * nB };
+        const int acc2[1] = { 0 };
+        FN(rt_bn_relu_backward_then)(ctx, act + 200704 * nB, 1, G + 4816, G + 4832, act + 87808 * nB, act + 75264 * nB, act + 50176 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 784, nB * 25088, 1, 2, dxs, acc, c, 1, 1, dxs2, acc2, c2);
     }
+    /* 9 stage1.x1 = sum(stem.conv0, stage1.v1): 16x28x28 -> 16x28x28 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
+    /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
 }
 
 /* Backward, part 4 of 4. */

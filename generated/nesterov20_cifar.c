@@ -671,10 +671,10 @@ static void FN(backward_1)(Model *m, int B)
         };
         T *const dxs[2] = { act + 356352 * nB, act + 344064 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 381056 * nB, 1, G + 194960, G + 195024, act + 360448 * nB, act + 344064 * nB, act + 356352 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 64, nB * 176128, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 381056 * nB, 1, G + 194960, G + 195024, act + 360448 * nB, act + 344064 * nB, act + 356352 * nB, fix + 992, fix + 1056, P + 194960, P + 195024, B, 64, 64, nB * 176128, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 65 stage3.y2 = sum(stage3.x2, stage3.x1): 64x8x8 -> 64x8x8 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* its terms read its gradient where it is: no copy */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
@@ -695,10 +695,10 @@ static void FN(backward_1)(Model *m, int B)
         };
         T *const dxs[2] = { act + 344064 * nB, act + 335872 * nB };
         const int acc[2] = { 1, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 356352 * nB, 1, G + 120976, G + 121040, act + 348160 * nB, act + 339968 * nB, act + 335872 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 64, nB * 167936, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 356352 * nB, 1, G + 120976, G + 121040, act + 348160 * nB, act + 339968 * nB, act + 335872 * nB, fix + 736, fix + 800, P + 120976, P + 121040, B, 64, 64, nB * 167936, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
     {
         const T c[2] = {
@@ -755,10 +755,10 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[2] = { act + 286720 * nB, act + 262144 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 348160 * nB, 1, G + 46928, G + 46960, act + 294912 * nB, act + 262144 * nB, act + 286720 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 256, nB * 139264, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 348160 * nB, 1, G + 46928, G + 46960, act + 294912 * nB, act + 262144 * nB, act + 286720 * nB, fix + 416, fix + 448, P + 46928, P + 46960, B, 32, 256, nB * 139264, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 41 stage2.y2 = sum(stage2.x2, stage2.x1): 32x16x16 -> 32x16x16 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* its terms read its gradient where it is: no copy */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
@@ -779,10 +779,10 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[2] = { act + 262144 * nB, act + 245760 * nB };
         const int acc[2] = { 1, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 286720 * nB, 1, G + 28368, G + 28400, act + 270336 * nB, act + 253952 * nB, act + 245760 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 256, nB * 122880, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 286720 * nB, 1, G + 28368, G + 28400, act + 270336 * nB, act + 253952 * nB, act + 245760 * nB, fix + 288, fix + 320, P + 28368, P + 28400, B, 32, 256, nB * 122880, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
     {
         const T c[2] = {
@@ -839,10 +839,10 @@ static void FN(backward_3)(Model *m, int B)
         };
         T *const dxs[2] = { act + 147456 * nB, act + 81920 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 270336 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 81920 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 270336 * nB, 1, G + 9776, G + 9792, act + 163840 * nB, act + 81920 * nB, act + 147456 * nB, fix + 128, fix + 144, P + 9776, P + 9792, B, 16, 1024, nB * 65536, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 17 stage1.y2 = sum(stage1.x2, stage1.x1): 16x32x32 -> 16x32x32 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* its terms read its gradient where it is: no copy */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
@@ -863,10 +863,10 @@ static void FN(backward_3)(Model *m, int B)
         };
         T *const dxs[2] = { act + 81920 * nB, act + 65536 * nB };
         const int acc[2] = { 1, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 147456 * nB, 1, G + 5104, G + 5120, act + 114688 * nB, act + 98304 * nB, act + 65536 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 147456 * nB, 1, G + 5104, G + 5120, act + 114688 * nB, act + 98304 * nB, act + 65536 * nB, fix + 64, fix + 80, P + 5104, P + 5120, B, 16, 1024, nB * 32768, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 9 stage1.y1 = sum(stage1.x1, stem.conv0): 16x32x32 -> 16x32x32 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     {
         const T c[2] = {

@@ -671,10 +671,10 @@ static void FN(backward_1)(Model *m, int B)
         };
         T *const dxs[2] = { act + 272832 * nB, act + 263424 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 291776 * nB, 1, G + 194672, G + 194736, act + 275968 * nB, act + 263424 * nB, act + 272832 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 49, nB * 134848, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 291776 * nB, 1, G + 194672, G + 194736, act + 275968 * nB, act + 263424 * nB, act + 272832 * nB, fix + 992, fix + 1056, P + 194672, P + 194736, B, 64, 49, nB * 134848, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 65 stage3.y2 = sum(stage3.x2, stage3.x1): 64x7x7 -> 64x7x7 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
     /* its terms read its gradient where it is: no copy */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
@@ -695,10 +695,10 @@ static void FN(backward_1)(Model *m, int B)
         };
         T *const dxs[2] = { act + 263424 * nB, act + 257152 * nB };
         const int acc[2] = { 1, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 272832 * nB, 1, G + 120688, G + 120752, act + 266560 * nB, act + 260288 * nB, act + 257152 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 49, nB * 128576, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 272832 * nB, 1, G + 120688, G + 120752, act + 266560 * nB, act + 260288 * nB, act + 257152 * nB, fix + 736, fix + 800, P + 120688, P + 120752, B, 64, 49, nB * 128576, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
     {
         const T c[2] = {
@@ -755,10 +755,10 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[2] = { act + 219520 * nB, act + 200704 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 266560 * nB, 1, G + 46640, G + 46672, act + 225792 * nB, act + 200704 * nB, act + 219520 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 196, nB * 106624, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 266560 * nB, 1, G + 46640, G + 46672, act + 225792 * nB, act + 200704 * nB, act + 219520 * nB, fix + 416, fix + 448, P + 46640, P + 46672, B, 32, 196, nB * 106624, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 41 stage2.y2 = sum(stage2.x2, stage2.x1): 32x14x14 -> 32x14x14 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
     /* its terms read its gradient where it is: no copy */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
@@ -779,10 +779,10 @@ static void FN(backward_2)(Model *m, int B)
         };
         T *const dxs[2] = { act + 200704 * nB, act + 188160 * nB };
         const int acc[2] = { 1, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 219520 * nB, 1, G + 28080, G + 28112, act + 206976 * nB, act + 194432 * nB, act + 188160 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 196, nB * 94080, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 219520 * nB, 1, G + 28080, G + 28112, act + 206976 * nB, act + 194432 * nB, act + 188160 * nB, fix + 288, fix + 320, P + 28080, P + 28112, B, 32, 196, nB * 94080, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
     {
         const T c[2] = {
@@ -839,10 +839,10 @@ static void FN(backward_3)(Model *m, int B)
         };
         T *const dxs[2] = { act + 112896 * nB, act + 62720 * nB };
         const int acc[2] = { 0, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 206976 * nB, 1, G + 9488, G + 9504, act + 125440 * nB, act + 62720 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 784, nB * 50176, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 206976 * nB, 1, G + 9488, G + 9504, act + 125440 * nB, act + 62720 * nB, act + 112896 * nB, fix + 128, fix + 144, P + 9488, P + 9504, B, 16, 784, nB * 50176, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 17 stage1.y2 = sum(stage1.x2, stage1.x1): 16x28x28 -> 16x28x28 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
     /* its terms read its gradient where it is: no copy */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
@@ -863,10 +863,10 @@ static void FN(backward_3)(Model *m, int B)
         };
         T *const dxs[2] = { act + 62720 * nB, act + 50176 * nB };
         const int acc[2] = { 1, 0 };
-        FN(rt_bn_relu_backward_then)(ctx, act + 112896 * nB, 1, G + 4816, G + 4832, act + 87808 * nB, act + 75264 * nB, act + 50176 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 784, nB * 25088, dxs, acc, c);
+        FN(rt_bn_relu_backward_then)(ctx, act + 112896 * nB, 1, G + 4816, G + 4832, act + 87808 * nB, act + 75264 * nB, act + 50176 * nB, fix + 64, fix + 80, P + 4816, P + 4832, B, 16, 784, nB * 25088, 0, 2, dxs, acc, c, 0, 0, NULL, NULL, NULL);
     }
     /* 9 stage1.y1 = sum(stage1.x1, stem.conv0): 16x28x28 -> 16x28x28 */
-    /* within its bn's backward above (rt_bn_relu_backward_then) */
+    /* within the bn's backward above (rt_bn_relu_backward_then) */
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     {
         const T c[2] = {

@@ -282,8 +282,9 @@ void rt_bn_relu_backward##S(const RtCtx *ctx, T *din, int acc, T *dgamma, T *dbe
         const T *gamma, const T *beta, int B, int C, int HW, size_t site);              \
 void rt_bn_relu_backward_then##S(const RtCtx *ctx, T *din, int acc, T *dgamma,         \
         T *dbeta, const T *dout, const T *out, const T *in, const T *mean, const T *rstd,  \
-        const T *gamma, const T *beta, int B, int C, int HW, size_t site,                \
-        T *const *dxs, const int *dacc, const T *c);                                      \
+        const T *gamma, const T *beta, int B, int C, int HW, size_t site, int keep,      \
+        int n, T *const *dxs, const int *dacc, const T *c, int j, int n2,                \
+        T *const *dxs2, const int *dacc2, const T *c2);                                   \
 void rt_bn_relu_backward_pend##S(const RtCtx *ctx, T *din, int np, const T *const *pg,  \
         const T *pc, T *dgamma, T *dbeta, const T *dout, const T *out, const T *in,     \
         const T *mean, const T *rstd, const T *gamma, const T *beta, int B, int C,      \

@@ -422,7 +422,7 @@ static int count_of(const char *hay, const char *needle)
  * so the four nets write h of none of their stride-1 convs but the stage
  * stem's. The memory-free momentum network keeps its sums (its backward
  * rebuilds states from them). Nesterov's extrapolation y's backward runs
- * within its BN + relu's backward. */
+ * within its BN + relu's backward, and so do momentum's x + v and v. */
 START_TEST(test_sums_in_conv)
 {
     char *out = NULL;
@@ -456,6 +456,14 @@ START_TEST(test_sums_in_conv)
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 3);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 6);
     ck_assert_int_eq(count_of(out, "if (!train) {    /* training: with its conv above */"), 10);
+    /* the backward: x + v's sum and then v's within the BN's of x
+     * (rt_bn_relu_backward_then), v's in 6 of 9: not after the head's BN
+     * (the conv's gradient there has part of the BN's memory) nor where the
+     * shortcut's pad runs between (the first steps of stages 2 and 3); 3
+     * sums' backwards left of 18 */
+    ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_backward_then)("), 9);
+    ck_assert_int_eq(count_of(out, "dxs2, acc2, c2);"), 6);
+    ck_assert_int_eq(count_of(out, "FN(rt_sum_backward)("), 3);
     free(out);
     /* Nesterov: the extrapolation y after x = y - grad(y), also where the
      * shortcut's pad runs between the conv and x (stages 2 and 3) */

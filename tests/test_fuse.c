@@ -709,11 +709,13 @@ FU_PAD_PEND(double, _d)
 FU_PAD_PEND(float, )
 
 /* rt_bn_relu_backward_then against what it replaces: rt_bn_relu_backward
- * into din (acc 0 and 1), then rt_sum_backward of a 2-term sum from din
- * into two tensors (each written or added to): the same bytes in both and
- * in dgamma, dbeta, under every instruction set, zeros among dout (0 * c
- * is -0 for c < 0); din not written; and the fallback (one term NULL, or
- * the two the same tensor) as the two calls. */
+ * into din (acc 0 and 1), rt_sum_backward of a 2-term sum from din (two
+ * outputs: the one-loop form; or one, the other term sharing din: the
+ * general form, din kept), then (s2) rt_sum_backward of a 1- or 2-term sum
+ * from the first sum's output j: the same bytes in every output and in
+ * dgamma, dbeta, under every instruction set, zeros among dout (0 * c is
+ * -0 for c < 0); din written only when kept; and the fallback (the two
+ * outputs the same tensor) as the calls. */
 #define FU_THEN(T, S)                                                                           \
     static void fu_then_##T(int B, int C, int HW, int threads)                                  \
     {                                                                                           \
@@ -723,20 +725,20 @@ FU_PAD_PEND(float, )
         rt_rng_seed(&rng, 91 + (uint64_t)n);                                                    \
         T *x = tu_calloc(n, sizeof(T)), *dout = tu_calloc(n, sizeof(T));                        \
         T *o = tu_calloc(n, sizeof(T)), *d0 = tu_calloc(n, sizeof(T));                          \
-        T *d1 = tu_calloc(n, sizeof(T)), *d2 = tu_calloc(n, sizeof(T)), *e[2][2], *e0[2];       \
+        T *d1 = tu_calloc(n, sizeof(T)), *d2 = tu_calloc(n, sizeof(T)), *e[2][4], *e0[4];       \
         T *gamma = tu_calloc((size_t)C, sizeof(T)), *beta = tu_calloc((size_t)C, sizeof(T));    \
         T *st = tu_calloc(4 * (size_t)C, sizeof(T));                                            \
         T *dp1 = tu_calloc(2 * (size_t)C, sizeof(T)), *dp2 = tu_calloc(2 * (size_t)C, sizeof(T)); \
-        const T c[2] = {(T)1.2817535, (T)-0.2817535};                                           \
+        const T c[2] = {(T)1.2817535, (T)-0.2817535}, c2[2] = {(T)0.9, (T)-0.1};                \
         for (size_t i = 0; i < n; i++) {                                                        \
             x[i] = (T)(rt_rng_normal(&rng) + 0.3 * (double)((i / (size_t)HW) % 3) - 0.3);       \
             dout[i] = i % 5 == 0 ? (T)0 : (T)rt_rng_normal(&rng);                               \
             d0[i] = i % 7 == 0 ? (T)0 : (T)rt_rng_normal(&rng);                                 \
         }                                                                                       \
-        for (int t = 0; t < 2; t++) {                                                           \
+        for (int t = 0; t < 4; t++) {                                                           \
             e0[t] = tu_calloc(n, sizeof(T));                                                    \
             for (size_t i = 0; i < n; i++)                                                      \
-                e0[t][i] = (T)rt_rng_normal(&rng);                                              \
+                e0[t][i] = i % 11 == 0 ? (T)0 : (T)rt_rng_normal(&rng);                         \
             for (int v = 0; v < 2; v++)                                                         \
                 e[v][t] = tu_calloc(n, sizeof(T));                                              \
         }                                                                                       \
@@ -749,14 +751,19 @@ FU_PAD_PEND(float, )
         rt_bn_relu_forward_train##S(&ctx, o, st, st + C, st + 2 * C, st + 3 * C, x, gamma,      \
                                     beta, B, C, HW, 0.1, 1e-5, 0);                              \
         for (int k = 0; k < 3; k++)                                                             \
-            for (int m = 0; m < 16; m++) {  /* acc, the terms' acc, fallback forms */           \
-                int acc = m & 1, dacc[2] = {(m >> 1) & 1, (m >> 2) & 1}, fb = m >> 3;           \
+            for (int m = 0; m < 96; m++) {  /* acc, the terms' acc, forms, the second sum */   \
+                int acc = m & 1, dacc[2] = {(m >> 1) & 1, (m >> 2) & 1}, form = (m >> 3) % 3;   \
+                int s2 = (m / 24) % 4, n2 = s2 == 3 ? 1 : 2, j = s2 == 2, dacc2[2] = {acc, 0};   \
                 isa_set(isas[k]);                                                               \
                 for (int v = 0; v < 2; v++)                                                     \
-                    for (int t = 0; t < 2; t++)                                                 \
+                    for (int t = 0; t < 4; t++)                                                 \
                         memcpy(e[v][t], e0[t], n * sizeof(T));                                  \
-                T *x1[2] = {e[0][0], fb ? e[0][0] : e[0][1]};                                   \
-                T *x2[2] = {e[1][0], fb ? e[1][0] : e[1][1]};                                   \
+                /* form 0: two outputs; 1: one (din kept); 2: one tensor twice (fallback) */    \
+                T *x1[2] = {form == 1 ? NULL : e[0][0], form == 2 ? e[0][0] : e[0][1]};         \
+                T *x2[2] = {form == 1 ? NULL : e[1][0], form == 2 ? e[1][0] : e[1][1]};         \
+                if (form == 1 && j == 0)                                                        \
+                    j = 1;                                                                      \
+                T *y1[2] = {e[0][2], e[0][3]}, *y2[2] = {e[1][2], e[1][3]};                     \
                 memcpy(d1, d0, n * sizeof(T));                                                  \
                 memcpy(d2, d0, n * sizeof(T));                                                  \
                 memset(dp1, 0, 2 * (size_t)C * sizeof(T));                                      \
@@ -764,16 +771,24 @@ FU_PAD_PEND(float, )
                 rt_bn_relu_backward##S(&ctx, d1, acc, dp1, dp1 + C, dout, o, x, st, st + C,     \
                                        gamma, beta, B, C, HW, 0);                               \
                 rt_sum_backward##S(&ctx, x1, dacc, NULL, d1, NULL, c, 2, n);                    \
+                if (s2)                                                                         \
+                    rt_sum_backward##S(&ctx, y1, dacc2, NULL, x1[j], NULL, c2, n2, n);          \
                 rt_bn_relu_backward_then##S(&ctx, d2, acc, dp2, dp2 + C, dout, o, x, st,        \
-                                            st + C, gamma, beta, B, C, HW, 0, x2, dacc, c);     \
-                for (int t = 0; t < 2; t++)                                                     \
-                    ck_assert_int_eq(memcmp(e[0][t], e[1][t], n * sizeof(T)), 0);               \
+                                            st + C, gamma, beta, B, C, HW, 0, form != 0, 2, x2, \
+                                            dacc, c, j, s2 ? n2 : 0, y2, dacc2, c2);            \
+                for (int t = 0; t < 4; t++)                                                     \
+                    if (!(s2 && form < 2 && t == j))  /* not written: scratch */              \
+                        ck_assert_msg(memcmp(e[0][t], e[1][t], n * sizeof(T)) == 0,             \
+                                      "then %s m %d: output %d", isas[k] ? isas[k] : "best",     \
+                                      m, t);                                                    \
                 ck_assert_int_eq(memcmp(dp1, dp2, 2 * (size_t)C * sizeof(T)), 0);               \
-                if (!fb)                                                                        \
+                if (form == 0)                                                                  \
                     ck_assert_int_eq(memcmp(d2, d0, n * sizeof(T)), 0);                         \
+                else                                                                            \
+                    ck_assert_int_eq(memcmp(d2, d1, n * sizeof(T)), 0);                         \
             }                                                                                   \
         isa_set(NULL);                                                                          \
-        for (int t = 0; t < 2; t++)                                                             \
+        for (int t = 0; t < 4; t++)                                                             \
             free(e0[t]), free(e[0][t]), free(e[1][t]);                                          \
         free(x); free(dout); free(o); free(d0); free(d1); free(d2); free(gamma); free(beta);    \
         free(st); free(dp1); free(dp2);                                                         \
