@@ -1213,9 +1213,10 @@ static void emit_pend_terms(Emit *e, const PlanNode *px, const char *what)
 }
 
 /* The sums whose backwards a fused BN + relu's backward runs within it
- * (rt_bn_relu_backward_then): s, the BN's input; keep: the BN still writes
- * its gradient (a term of s shares the buffer and reads it later); s2, the
- * sum term j of s is, whose backward follows (0: none). */
+ * (rt_bn_relu_backward_then): s, the BN's input; s2, the sum term j of s
+ * is, whose backward follows (0: none); keep: bit 0, the BN still writes
+ * s's gradient (a term of s shares the buffer and reads it later), bit 1,
+ * s's backward still writes s2's. */
 typedef struct {
     int s, keep, s2, j;
 } EmitThen;
@@ -1270,6 +1271,19 @@ static bool emit_then_clash(const Emit *e, int s, const int *ro, int *rw, int *n
     return *n - n0 > 2;
 }
 
+/* The terms of sum s whose gradients its backward writes (their own
+ * buffers, not folded into s's). */
+static int emit_own_grads(const Emit *e, int s)
+{
+    const IrNode *n = &e->g->nodes[s];
+    int own = 0;
+    for (int k = 0; k < n->nin; k++) {
+        const PlanNode *pt = &e->p->nodes[n->in[k]];
+        own += pt->needs_grad && pt->grad >= 0 && pt->grad != e->p->nodes[s].grad;
+    }
+    return own;
+}
+
 /* Whether a live node below s shares s's gradient buffer (reads it after
  * s's backward). */
 static bool emit_grad_read_below(const Emit *e, int s)
@@ -1285,14 +1299,13 @@ static bool emit_grad_read_below(const Emit *e, int s)
  * s is such a sum (emit_then_sum_ok), next to bn in node order, with a
  * term whose gradient it writes (not folded into its own: Nesterov's
  * extrapolation y = x_k + c (x_k - x_k-1), momentum's x_k+1 = x_k + v_k+1);
- * then the next backward, if it is the sum one of s's terms is, with its
- * gradient written by s alone and read by no later backward and no term
- * folded into it (momentum's v_k+1 = g v_k - (1 - g) grad), runs within it
- * too: the bytes of rt_sum_backward's calls, the gradients nobody reads
- * afterwards never written. What the sums write shares no memory with
- * what the BN's backward reads (the planner may give a sum's output the
- * memory of the BN's gradient, dead once the BN's backward is done) or
- * with each other. 0 if none. */
+ * then the next backward, if it is the sum one of s's terms is (momentum's
+ * v_k+1 = g v_k - (1 - g) grad) and writes a term's gradient of its own,
+ * runs within it too: the bytes of rt_sum_backward's calls, the gradients
+ * nobody reads afterwards never written. What the sums write shares no
+ * memory with what the BN's backward reads (the planner may give a sum's
+ * output the memory of the BN's gradient, dead once the BN's backward is
+ * done) but as the same tensor, nor with each other. 0 if none. */
 static int emit_bn_then(const Emit *e, int bn, EmitThen *t)
 {
     const IrGraph *g = e->g;
@@ -1301,16 +1314,10 @@ static int emit_bn_then(const Emit *e, int bn, EmitThen *t)
     memset(t, 0, sizeof *t);
     if (p->sched || b->op != OP_BN || !p->nodes[bn].fuse || b->nin != 1)
         return 0;
-    int s = b->in[0], own = 0;
-    if (!emit_then_sum_ok(e, s) || emit_live_below(e, bn) != s)
+    int s = b->in[0];
+    if (!emit_then_sum_ok(e, s) || emit_live_below(e, bn) != s || !emit_own_grads(e, s))
         return 0;
     const IrNode *n = &g->nodes[s];
-    for (int k = 0; k < n->nin; k++) {
-        const PlanNode *pt = &p->nodes[n->in[k]];
-        own += pt->needs_grad && pt->grad >= 0 && pt->grad != p->nodes[s].grad;
-    }
-    if (!own)
-        return 0;
     int r = p->nodes[bn].fuse, rec = p->nodes[r].recomp;
     /* what the BN's backward reads: dout, out and in; din */
     const int ro[3] = {p->nodes[r].grad, rec >= 0 ? rec : p->nodes[r].out, p->nodes[s].out};
@@ -1324,14 +1331,9 @@ static int emit_bn_then(const Emit *e, int bn, EmitThen *t)
         if (n->in[k] == s2)
             j = j < 0 ? k : -2;
     if (j < 0 || !emit_then_sum_ok(e, s2) || p->nodes[s2].grad == p->nodes[s].grad ||
-        !p->nodes[s2].needs_grad || emit_grad_read_below(e, s2))
+        !p->nodes[s2].needs_grad || !emit_own_grads(e, s2) || emit_then_clash(e, s2, ro, rw, &nb))
         return s;
-    const IrNode *n2 = &g->nodes[s2];
-    for (int k = 0; k < n2->nin; k++)
-        if (p->nodes[n2->in[k]].grad == p->nodes[s2].grad)
-            return s;
-    if (emit_then_clash(e, s2, ro, rw, &nb))
-        return s;
+    t->keep |= emit_grad_read_below(e, s2) ? 2 : 0;
     t->s2 = s2;
     t->j = j;
     return s;

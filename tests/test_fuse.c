@@ -714,8 +714,9 @@ FU_PAD_PEND(float, )
  * general form, din kept), then (s2) rt_sum_backward of a 1- or 2-term sum
  * from the first sum's output j: the same bytes in every output and in
  * dgamma, dbeta, under every instruction set, zeros among dout (0 * c is
- * -0 for c < 0); din written only when kept; and the fallback (the two
- * outputs the same tensor) as the calls. */
+ * -0 for c < 0); din written only when kept, the first sum's output j
+ * (the second's gradient) too; and the fallback (the two outputs the same
+ * tensor) as the calls. */
 #define FU_THEN(T, S)                                                                           \
     static void fu_then_##T(int B, int C, int HW, int threads)                                  \
     {                                                                                           \
@@ -751,9 +752,10 @@ FU_PAD_PEND(float, )
         rt_bn_relu_forward_train##S(&ctx, o, st, st + C, st + 2 * C, st + 3 * C, x, gamma,      \
                                     beta, B, C, HW, 0.1, 1e-5, 0);                              \
         for (int k = 0; k < 3; k++)                                                             \
-            for (int m = 0; m < 96; m++) {  /* acc, the terms' acc, forms, the second sum */   \
+            for (int m = 0; m < 192; m++) { /* acc, the terms' acc, forms, the second sum */   \
                 int acc = m & 1, dacc[2] = {(m >> 1) & 1, (m >> 2) & 1}, form = (m >> 3) % 3;   \
                 int s2 = (m / 24) % 4, n2 = s2 == 3 ? 1 : 2, j = s2 == 2, dacc2[2] = {acc, 0};   \
+                int keep = (form != 0) | (m >= 96 ? 2 : 0);                                     \
                 isa_set(isas[k]);                                                               \
                 for (int v = 0; v < 2; v++)                                                     \
                     for (int t = 0; t < 4; t++)                                                 \
@@ -774,10 +776,10 @@ FU_PAD_PEND(float, )
                 if (s2)                                                                         \
                     rt_sum_backward##S(&ctx, y1, dacc2, NULL, x1[j], NULL, c2, n2, n);          \
                 rt_bn_relu_backward_then##S(&ctx, d2, acc, dp2, dp2 + C, dout, o, x, st,        \
-                                            st + C, gamma, beta, B, C, HW, 0, form != 0, 2, x2, \
+                                            st + C, gamma, beta, B, C, HW, 0, keep, 2, x2,      \
                                             dacc, c, j, s2 ? n2 : 0, y2, dacc2, c2);            \
                 for (int t = 0; t < 4; t++)                                                     \
-                    if (!(s2 && form < 2 && t == j))  /* not written: scratch */              \
+                    if (!(s2 && form < 2 && t == j && m < 96))  /* not written: scratch */    \
                         ck_assert_msg(memcmp(e[0][t], e[1][t], n * sizeof(T)) == 0,             \
                                       "then %s m %d: output %d", isas[k] ? isas[k] : "best",     \
                                       m, t);                                                    \
