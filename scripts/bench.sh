@@ -9,8 +9,11 @@
 #    before it sleeps instead of its default ~3-20 ms) and malloc (glibc default; tuned =
 #    MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ raised so freed
 #    activations are not unmapped and faulted back in every step). Every
-#    setting's figures are printed; each side then keeps its own best
-#    setting (by training img/s); PyTorch's best is then tried once more
+#    setting's figures are printed; each side then runs its two best
+#    settings once more (the sides alternating) and keeps the better mean
+#    of two (a single run is at the mercy of a slow spell of the machine:
+#    run 8f kept a setting on one line and ran its rounds 5-10 % slower than
+#    its runner-up would have); PyTorch's best is then tried once more
 #    with its model and input in channels_last (NHWC, oneDNN's layout: the
 #    -cl settings) and kept if faster. Every other net runs once under that
 #    setting, once under the default and (PyTorch) once in the other layout
@@ -142,13 +145,29 @@ run() {
     fi
 }
 
-# the best setting of a side (by train img/s) among its runs of ROUND
-# ("sweep": resnet20's settings sweep; "pick": one net's candidates), for NET
-# (any net when empty), or the default
+# the best setting of a side (by the mean train img/s of its runs) among
+# its runs of ROUND ("sweep": resnet20's settings sweep; "pick": one net's
+# candidates), for NET (any net when empty), or the default; with TOP, the
+# TOP best by their first run, best first
 best_setting() {
-    awk -v side="$1" -v round="$2" -v net="${3:-}" '$1 == "run" && $2 == side && $6 == round && (net == "" || $3 == net) {
-        for (i = 7; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "train_img_s" && kv[2] + 0 > b) { b = kv[2] + 0; s = $5 } }
-    } END { print (s == "" ? "wdef-mdef" : s) }' "$RES"
+    awk -v side="$1" -v round="$2" -v net="${3:-}" -v top="${4:-0}" '$1 == "run" && $2 == side && $6 == round && (net == "" || $3 == net) {
+        for (i = 7; i <= NF; i++) {
+            split($i, kv, "=")
+            if (kv[1] != "train_img_s") continue
+            if (!($5 in n)) { first[$5] = kv[2] + 0; order[++m] = $5 }
+            sum[$5] += kv[2]; n[$5]++
+        }
+    } END {
+        if (top > 0) {
+            for (k = 1; k <= m && k <= top; k++) {
+                b = ""; for (i = 1; i <= m; i++) if (!(order[i] in done) && (b == "" || first[order[i]] > first[b])) b = order[i]
+                done[b] = 1; printf "%s ", b
+            }
+            print ""; exit
+        }
+        b = ""; for (i = 1; i <= m; i++) if (b == "" || sum[order[i]] / n[order[i]] > sum[b] / n[b]) b = order[i]
+        print (b == "" ? "wdef-mdef" : b)
+    }' "$RES"
 }
 
 # pick SIDE NET T BEST: the setting SIDE runs NET's rounds with. The sweep
@@ -234,6 +253,20 @@ if [ "$REPRINT" != 1 ]; then
         for set in $SETTINGS; do
             run optc resnet20 "$first" "$set" sweep
             [ -n "$PY" ] && run torch resnet20 "$first" "$set" sweep
+        done
+    fi
+    if [ "$SWEEP" = 1 ]; then
+        # each side's two best settings once more, alternating: one run per
+        # setting is at the mercy of a slow spell; the kept setting is the
+        # better mean of two
+        set -- $(best_setting optc sweep "" 2)
+        o1=${1:-} o2=${2:-}
+        set -- $([ -n "$PY" ] && best_setting torch sweep "" 2)
+        t1=${1:-} t2=${2:-}
+        for pr in "$o1:$t1" "$o2:$t2"; do    # (run() sets $set)
+            os=${pr%%:*} ts=${pr#*:}
+            [ -n "$os" ] && run optc resnet20 "$first" "$os" sweep
+            [ -n "$ts" ] && run torch resnet20 "$first" "$ts" sweep
         done
     fi
     OSET=$(best_setting optc sweep); TSET=$(best_setting torch sweep)
