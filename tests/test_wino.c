@@ -783,6 +783,25 @@ static BninSums bnin_sums(int sum, const float *conv, const float *r, const floa
     return b;
 }
 
+/* rt_bn_relu_conv3x3_sums_train with check_bnin_train's sums of case sum
+ * (bnin_sums, from 2), else rt_bn_relu_conv3x3_train: no sum (0) or
+ * -conv + r (1); the statistics st (mean, rstd, running mean, var). */
+static void bnin_train_run(const RtCtx *ctx, int sum, const BninSums *bs, float *out, float *o2,
+                           float *conv, float *h, float *st, const float *x, const float *gamma,
+                           const float *beta, int B, int C, int H, int W, const float *w, int Co,
+                           const float *r)
+{
+    if (sum >= 2)
+        rt_bn_relu_conv3x3_sums_train(ctx, out, conv, h, st, st + C, st + 2 * C, st + 3 * C, x,
+                                      gamma, beta, B, C, H, W, 0.1, 1e-5, 0, w, Co, bs->n, bs->j,
+                                      bs->xs, bs->c, bs->n2 ? o2 : NULL, bs->n2, bs->j2, bs->xs2,
+                                      bs->c2);
+    else
+        rt_bn_relu_conv3x3_train(ctx, out, conv, h, st, st + C, st + 2 * C, st + 3 * C, x, gamma,
+                                 beta, B, C, H, W, 0.1, 1e-5, 0, w, Co, sum ? -1.0 : 0.0,
+                                 sum ? r : NULL, 1.0);
+}
+
 /* The training forward of relu(bn(x)) and the 3x3 conv of it, h not
  * written where Winograd takes the conv (rt_bn_relu_conv3x3_train, and
  * with sums rt_bn_relu_conv3x3_sums_train): the bytes of
@@ -849,16 +868,8 @@ static void check_bnin_train(const Shape *s, int variant)
                 h[i] = 1e30f;
             for (size_t i = 0; i < no; i++)
                 o2[1][i] = -1e30f;
-            if (sum >= 2)
-                rt_bn_relu_conv3x3_sums_train(&ctx, out[1], conv, h, st[1], st[1] + C,
-                                              st[1] + 2 * C, st[1] + 3 * C, x, gamma, beta, B, C,
-                                              H, W, 0.1, 1e-5, 0, w, Co, bs[1].n, bs[1].j,
-                                              bs[1].xs, bs[1].c, bs[1].n2 ? o2[1] : NULL,
-                                              bs[1].n2, bs[1].j2, bs[1].xs2, bs[1].c2);
-            else
-                rt_bn_relu_conv3x3_train(&ctx, out[1], conv, h, st[1], st[1] + C, st[1] + 2 * C,
-                                         st[1] + 3 * C, x, gamma, beta, B, C, H, W, 0.1, 1e-5, 0,
-                                         w, Co, sum ? -1.0 : 0.0, sum ? rf : NULL, 1.0);
+            bnin_train_run(&ctx, sum, &bs[1], out[1], o2[1], conv, h, st[1], x, gamma, beta, B, C, H,
+                           W, w, Co, rf);
             ck_assert_msg(memcmp(out[0], out[1], no * sizeof(float)) == 0,
                           "%s bnin train %d->%d %dx%d B%d t%d sum%d: out", tag, C, Co, H, W, B,
                           th, sum);
@@ -898,16 +909,8 @@ static void check_bnin_train(const Shape *s, int variant)
             bc.threads = 1;
             for (size_t i = 0; i < ni; i++)
                 h[i] = 1e30f;
-            if (sum >= 2)
-                rt_bn_relu_conv3x3_sums_train(&bc, out[1], conv, h, st[1], st[1] + C,
-                                              st[1] + 2 * C, st[1] + 3 * C, x, gamma, beta, B, C,
-                                              H, W, 0.1, 1e-5, 0, w, Co, bs[1].n, bs[1].j,
-                                              bs[1].xs, bs[1].c, bs[1].n2 ? o2[1] : NULL,
-                                              bs[1].n2, bs[1].j2, bs[1].xs2, bs[1].c2);
-            else
-                rt_bn_relu_conv3x3_train(&bc, out[1], conv, h, st[1], st[1] + C, st[1] + 2 * C,
-                                         st[1] + 3 * C, x, gamma, beta, B, C, H, W, 0.1, 1e-5, 0,
-                                         w, Co, sum ? -1.0 : 0.0, sum ? rf : NULL, 1.0);
+            bnin_train_run(&bc, sum, &bs[1], out[1], o2[1], conv, h, st[1], x, gamma, beta, B, C, H,
+                           W, w, Co, rf);
             ck_assert_uint_eq(br.seen, ni);
             ck_assert_msg(memcmp(h, href, ni * sizeof(float)) == 0, "%s bnin train record: h",
                           tag);
