@@ -728,7 +728,8 @@ static void emit_conv_sums_call(Emit *e, int c, int s, int t, int bn)
         snprintf(tail, sizeof tail, "%d, %d, xs, c, %s, %d, %d, xs2, c2", sn->nin, j,
                  emit_out(e, t), tn->nin, j2);
     } else
-        snprintf(tail, sizeof tail, "%d, %d, xs, c%s", sn->nin, j, bn ? ", NULL, 0, 0, NULL, NULL" : "");
+        snprintf(tail, sizeof tail, "%d, %d, xs, c%s", sn->nin, j,
+                 bn ? ", NULL, 0, 0, NULL, NULL" : "");
     if (bn) {
         emit_tbnin_call(e, c, bn, true, emit_out(e, s), emit_out(e, c), tail);
         emit_f(e, "    }");
@@ -894,12 +895,9 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
     } else if (tb) {
         emit_f(e, "    if (train)  /* with its input's bn and relu (h not written), and its "
                "sum */\n");
-        char tail[192];
-        snprintf(tail, sizeof tail, "%s, ", emit_num(e, sn->u.sum.coef[kc].c0));
-        snprintf(tail + strlen(tail), sizeof tail - strlen(tail), "%s, ",
-                 emit_out(e, sn->in[1 - kc]));
-        snprintf(tail + strlen(tail), sizeof tail - strlen(tail), "%s",
-                 emit_num(e, sn->u.sum.coef[1 - kc].c0));
+        char tail[192];     /* (ring strings: all three live at once) */
+        snprintf(tail, sizeof tail, "%s, %s, %s", emit_num(e, sn->u.sum.coef[kc].c0),
+                 emit_out(e, sn->in[1 - kc]), emit_num(e, sn->u.sum.coef[1 - kc].c0));
         emit_tbnin_call(e, c, tb, false, emit_out(e, s), emit_out(e, c), tail);
     } else if (t) {
         emit_f(e, "    if (train) {    /* with its sum and the sum after it */\n");

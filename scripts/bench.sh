@@ -339,24 +339,16 @@ fi
 
 # --- 3. the tables ------------------------------------------------------------
 awk '
-function med(side, net, t, key,   n, i, j, x, a) {
+# the median of the rounds of a side, net and thread count; with pair, of
+# the ResNet-20 runs alternated with the rounds of variant net pair
+function med(side, net, t, key, pair,   n, i, j, x, a) {
     n = 0
     for (i = 1; i <= nrun; i++)
-        if (R_side[i] == side && R_net[i] == net && R_t[i] == t && R_set[i] != "sweep" && R_set[i] != "pick" && R_set[i] != "pair" && ((i, key) in V))
+        if (R_side[i] == side && R_net[i] == net && R_t[i] == t && ((i, key) in V) &&
+            (pair == "" ? R_set[i] != "sweep" && R_set[i] != "pick" && R_set[i] != "pair" : R_set[i] == "pair" && R_pair[i] == pair))
             a[++n] = V[i, key] + 0
     for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
     lo = n ? a[1] : ""; hi = n ? a[n] : ""; cnt = n
-    if (n == 0) return ""
-    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-# the median of the ResNet-20 runs alternated with the rounds of variant net ("pair")
-function pmed(net, t,   n, i, j, x, a) {
-    n = 0
-    for (i = 1; i <= nrun; i++)
-        if (R_set[i] == "pair" && R_pair[i] == net && R_t[i] == t && ((i, "train_img_s") in V))
-            a[++n] = V[i, "train_img_s"] + 0
-    for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
-    plo = n ? a[1] : ""; phi = n ? a[n] : ""
     if (n == 0) return ""
     return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
@@ -417,7 +409,7 @@ END {
             mfx = mfx sprintf("  %s threads: peak RSS %.1fx less, training img/s %.2fx of the stored build\n", t, hbr[t] / orss, ot / hbt[t])
         if (net == "resnet20") base[t] = ot
         else if (net ~ /^(hb20|nesterov20|momentum20)$/ && ot != "") {
-            pm = pmed(net, t)
+            pm = med("optc", "resnet20", t, "train_img_s", net); plo = lo; phi = hi
             if (pm != "")
                 cmpx = cmpx sprintf("  %s: %.2fx ResNet-20 training img/s at %s threads (%.0f [%.0f-%.0f] against ResNet-20 %.0f [%.0f-%.0f] in the same rounds)\n", net, ot / pm, t, ot, olo, ohi, pm, plo, phi)
             else if (base[t] != "")

@@ -868,8 +868,8 @@ static void check_bnin_train(const Shape *s, int variant)
                 h[i] = 1e30f;
             for (size_t i = 0; i < no; i++)
                 o2[1][i] = -1e30f;
-            bnin_train_run(&ctx, sum, &bs[1], out[1], o2[1], conv, h, st[1], x, gamma, beta, B, C, H,
-                           W, w, Co, rf);
+            bnin_train_run(&ctx, sum, &bs[1], out[1], o2[1], conv, h, st[1], x, gamma, beta, B,
+                           C, H, W, w, Co, rf);
             ck_assert_msg(memcmp(out[0], out[1], no * sizeof(float)) == 0,
                           "%s bnin train %d->%d %dx%d B%d t%d sum%d: out", tag, C, Co, H, W, B,
                           th, sum);
@@ -909,8 +909,8 @@ static void check_bnin_train(const Shape *s, int variant)
             bc.threads = 1;
             for (size_t i = 0; i < ni; i++)
                 h[i] = 1e30f;
-            bnin_train_run(&bc, sum, &bs[1], out[1], o2[1], conv, h, st[1], x, gamma, beta, B, C, H,
-                           W, w, Co, rf);
+            bnin_train_run(&bc, sum, &bs[1], out[1], o2[1], conv, h, st[1], x, gamma, beta, B,
+                           C, H, W, w, Co, rf);
             ck_assert_uint_eq(br.seen, ni);
             ck_assert_msg(memcmp(h, href, ni * sizeof(float)) == 0, "%s bnin train record: h",
                           tag);
