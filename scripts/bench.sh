@@ -146,9 +146,10 @@ run() {
 }
 
 # the best setting of a side (by the mean train img/s of its runs) among
-# its runs of ROUND ("sweep": resnet20's settings sweep; "pick": one net's
-# candidates), for NET (any net when empty), or the default; with TOP, the
-# TOP best by their first run, best first
+# its settings with the most runs in ROUND ("sweep": resnet20's settings
+# sweep, where the two best ran twice; "pick": one net's candidates), for
+# NET (any net when empty), or the default; with TOP, the TOP best by
+# their first run, best first
 best_setting() {
     awk -v side="$1" -v round="$2" -v net="${3:-}" -v top="${4:-0}" '$1 == "run" && $2 == side && $6 == round && (net == "" || $3 == net) {
         for (i = 7; i <= NF; i++) {
@@ -165,7 +166,8 @@ best_setting() {
             }
             print ""; exit
         }
-        b = ""; for (i = 1; i <= m; i++) if (b == "" || sum[order[i]] / n[order[i]] > sum[b] / n[b]) b = order[i]
+        mx = 0; for (i = 1; i <= m; i++) if (n[order[i]] > mx) mx = n[order[i]]
+        b = ""; for (i = 1; i <= m; i++) if (n[order[i]] == mx && (b == "" || sum[order[i]] / n[order[i]] > sum[b] / n[b])) b = order[i]
         print (b == "" ? "wdef-mdef" : b)
     }' "$RES"
 }
@@ -271,7 +273,9 @@ if [ "$REPRINT" != 1 ]; then
     fi
     OSET=$(best_setting optc sweep); TSET=$(best_setting torch sweep)
     if [ "$SWEEP" = 1 ] && [ -n "$PY" ]; then
-        # PyTorch's best setting again with its tensors in channels_last
+        # PyTorch's best setting again with its tensors in channels_last,
+        # twice like the kept one
+        run torch resnet20 "$first" "$TSET-cl" sweep
         run torch resnet20 "$first" "$TSET-cl" sweep
         TSET=$(best_setting torch sweep)
     fi

@@ -600,6 +600,30 @@ START_TEST(test_fused_isa)
 }
 END_TEST
 
+/* The BN + relu the backward tests below run: x around 0 (a channel's
+ * mean shifted by -0.3, 0 or 0.3), dout with zeros, gamma in [0.5, 1.5),
+ * beta in [-0.5, 0.5), running variance 1, and its training forward into
+ * o and the statistics st (mean, rstd, running mean, running var). */
+#define FU_BN_SETUP(T, S)                                                                       \
+    static void fu_bn_setup_##T(const RtCtx *ctx, RtRng *rng, T *x, T *dout, T *o, T *gamma,    \
+                                T *beta, T *st, int B, int C, int HW)                           \
+    {                                                                                           \
+        size_t n = (size_t)B * C * HW;                                                          \
+        for (size_t i = 0; i < n; i++) {                                                        \
+            x[i] = (T)(rt_rng_normal(rng) + 0.3 * (double)((i / (size_t)HW) % 3) - 0.3);        \
+            dout[i] = i % 5 == 0 ? (T)0 : (T)rt_rng_normal(rng);                                \
+        }                                                                                       \
+        for (int cc = 0; cc < C; cc++) {                                                        \
+            gamma[cc] = (T)(0.5 + rt_rng_uniform(rng));                                         \
+            beta[cc] = (T)(rt_rng_uniform(rng) - 0.5);                                          \
+            st[3 * C + cc] = (T)1;                                                              \
+        }                                                                                       \
+        rt_bn_relu_forward_train##S(ctx, o, st, st + C, st + 2 * C, st + 3 * C, x, gamma, beta, \
+                                    B, C, HW, 0.1, 1e-5, 0);                                    \
+    }
+FU_BN_SETUP(double, _d)
+FU_BN_SETUP(float, )
+
 /* rt_bn_relu_backward_pend against what it replaces: rt_sum_backward
  * writing then adding c[t] g[t] into din term by term, then
  * rt_bn_relu_backward adding into it (acc 1): the same bytes, under every
@@ -625,18 +649,8 @@ END_TEST
             for (size_t i = 0; i < n; i++)                                                      \
                 g[t][i] = i % 7 == (size_t)t ? (T)0 : (T)rt_rng_normal(&rng);                   \
         }                                                                                       \
-        for (size_t i = 0; i < n; i++) {                                                        \
-            x[i] = (T)(rt_rng_normal(&rng) + 0.3 * (double)((i / (size_t)HW) % 3) - 0.3);       \
-            dout[i] = i % 5 == 0 ? (T)0 : (T)rt_rng_normal(&rng);                               \
-        }                                                                                       \
-        for (int cc = 0; cc < C; cc++) {                                                        \
-            gamma[cc] = (T)(0.5 + rt_rng_uniform(&rng));                                        \
-            beta[cc] = (T)(rt_rng_uniform(&rng) - 0.5);                                         \
-            st[3 * C + cc] = (T)1;                                                              \
-        }                                                                                       \
         RtCtx ctx = {threads, NULL, 0, NULL, NULL};                                             \
-        rt_bn_relu_forward_train##S(&ctx, o, st, st + C, st + 2 * C, st + 3 * C, x, gamma,      \
-                                    beta, B, C, HW, 0.1, 1e-5, 0);                              \
+        fu_bn_setup_##T(&ctx, &rng, x, dout, o, gamma, beta, st, B, C, HW);                     \
         const T *const pg[4] = {g[0], g[1], g[2], g[3]};                                        \
         for (int k = 0; k < 3; k++)                                                             \
             for (int np = 1; np <= 4; np++) {                                                   \
@@ -731,11 +745,10 @@ FU_PAD_PEND(float, )
         T *st = tu_calloc(4 * (size_t)C, sizeof(T));                                            \
         T *dp1 = tu_calloc(2 * (size_t)C, sizeof(T)), *dp2 = tu_calloc(2 * (size_t)C, sizeof(T)); \
         const T c[2] = {(T)1.2817535, (T)-0.2817535}, c2[2] = {(T)0.9, (T)-0.1};                \
-        for (size_t i = 0; i < n; i++) {                                                        \
-            x[i] = (T)(rt_rng_normal(&rng) + 0.3 * (double)((i / (size_t)HW) % 3) - 0.3);       \
-            dout[i] = i % 5 == 0 ? (T)0 : (T)rt_rng_normal(&rng);                               \
+        RtCtx ctx = {threads, NULL, 0, NULL, NULL};                                             \
+        fu_bn_setup_##T(&ctx, &rng, x, dout, o, gamma, beta, st, B, C, HW);                     \
+        for (size_t i = 0; i < n; i++)                                                          \
             d0[i] = i % 7 == 0 ? (T)0 : (T)rt_rng_normal(&rng);                                 \
-        }                                                                                       \
         for (int t = 0; t < 4; t++) {                                                           \
             e0[t] = tu_calloc(n, sizeof(T));                                                    \
             for (size_t i = 0; i < n; i++)                                                      \
@@ -743,14 +756,6 @@ FU_PAD_PEND(float, )
             for (int v = 0; v < 2; v++)                                                         \
                 e[v][t] = tu_calloc(n, sizeof(T));                                              \
         }                                                                                       \
-        for (int cc = 0; cc < C; cc++) {                                                        \
-            gamma[cc] = (T)(0.5 + rt_rng_uniform(&rng));                                        \
-            beta[cc] = (T)(rt_rng_uniform(&rng) - 0.5);                                         \
-            st[3 * C + cc] = (T)1;                                                              \
-        }                                                                                       \
-        RtCtx ctx = {threads, NULL, 0, NULL, NULL};                                             \
-        rt_bn_relu_forward_train##S(&ctx, o, st, st + C, st + 2 * C, st + 3 * C, x, gamma,      \
-                                    beta, B, C, HW, 0.1, 1e-5, 0);                              \
         for (int k = 0; k < 3; k++)                                                             \
             for (int m = 0; m < 192; m++) { /* acc, the terms' acc, forms, the second sum */   \
                 int acc = m & 1, dacc[2] = {(m >> 1) & 1, (m >> 2) & 1}, form = (m >> 3) % 3;   \
