@@ -1248,12 +1248,11 @@ static bool emit_then_sum_ok(const Emit *e, int s)
  * own, not folded into s's) share memory with any of the n buffers in rw[]
  * or with each other, or with any of the 3 in ro[] but as the same memory
  * (each element is read before it is written, by the thread that writes
- * it: the tensors have one layout); each is then added to rw[] (room for
- * 2). */
+ * it: the tensors have one layout); each is then added to rw[] (at most
+ * 2: emit_then_sum_ok's sums have 1 or 2 terms). */
 static bool emit_then_clash(const Emit *e, int s, const int *ro, int *rw, int *n)
 {
     const IrNode *sn = &e->g->nodes[s];
-    int n0 = *n;
     for (int k = 0; k < sn->nin; k++) {
         const PlanNode *pt = &e->p->nodes[sn->in[k]];
         if (!pt->needs_grad || pt->grad < 0 || pt->grad == e->p->nodes[s].grad)
@@ -1266,7 +1265,7 @@ static bool emit_then_clash(const Emit *e, int s, const int *ro, int *rw, int *n
                 return true;
         rw[(*n)++] = pt->grad;
     }
-    return *n - n0 > 2;
+    return false;
 }
 
 /* The terms of sum s whose gradients its backward writes (their own
