@@ -689,13 +689,13 @@ static int emit_conv_sum_then(const Emit *e, int c, int s)
  * (emit_conv_tbnin): rt_bn_relu_conv3x3_train (into out, or with a 2-term
  * sum as rt_conv2d_sum_train, conv its scratch) or with sums
  * rt_bn_relu_conv3x3_sums_train, tail its last arguments. */
-static void emit_tbnin_call(Emit *e, int c, int bn, bool sums, const char *out,
-                            const char *conv, const char *tail)
+static void emit_tbnin_call(Emit *e, const char *ind, int c, int bn, bool sums,
+                            const char *out, const char *conv, const char *tail)
 {
     const IrNode *n = &e->g->nodes[c], *b = &e->g->nodes[bn];
     const PlanNode *pb = &e->p->nodes[bn];
     int rl = n->in[0];
-    emit_f(e, "        FN(rt_bn_relu_conv3x3_%strain%s)(ctx, %s, %s, %s, ", sums ? "sums_" : "",
+    emit_f(e, "%sFN(rt_bn_relu_conv3x3_%strain%s)(ctx, %s, %s, %s, ", ind, sums ? "sums_" : "",
            e->S, out, conv, emit_out(e, rl));
     emit_f(e, "%s, %s, ", emit_buf(e, pb->save0), emit_buf(e, pb->save1));
     emit_f(e, "%s, %s, ", emit_param(e, "buf", b->u.bn.mean), emit_param(e, "buf", b->u.bn.var));
@@ -707,38 +707,54 @@ static void emit_tbnin_call(Emit *e, int c, int bn, bool sums, const char *out,
            emit_branch_site(e, rl), emit_param(e, "P", n->u.conv.w), n->u.conv.cout, tail);
 }
 
-/* The training call of conv c computing sum s (emit_conv_sum, emit_conv_sum3)
- * and then sum t (emit_conv_sum_then; 0: none) within it, and its input's BN
- * + relu bn (emit_conv_tbnin; 0: none); the caller opened the `if (train) {`. */
-static void emit_conv_sums_call(Emit *e, int c, int s, int t, int bn)
+/* Conv c computing sum s (emit_conv_sum, emit_conv_sum3) and then sum t
+ * (emit_conv_sum_then; 0: none) within it in training, with its input's BN
+ * + relu bn (emit_conv_tbnin; 0: none), what the comment's words: with
+ * eval, inference too (emit_conv_sums_eval, rt_conv2d_sums_then_eval), one
+ * block sharing the sums' arrays; without, the `if (train) {` block, and
+ * the caller emits what follows its closing brace. */
+static void emit_conv_sums(Emit *e, int c, int s, int t, int bn, bool eval, const char *what)
 {
     const IrNode *n = &e->g->nodes[c], *sn = &e->g->nodes[s], *tn = &e->g->nodes[t];
     const IrShape *is = &e->g->nodes[n->in[0]].shape;
+    const char *ind = eval ? "            " : "        ";
     int j = 0, j2 = 0;
     while (sn->in[j] != c)
         j++;
+    if (eval)
+        emit_f(e, "    {   /* training %s; inference with the sum%s */\n", what,
+               t ? "s" : "");
+    else
+        emit_f(e, "    if (train) {    /* %s */\n", what);
     emit_coefs(e, sn);
     emit_xs(e, sn);
-    char tail[192];
+    char tail[192], t2[96] = "NULL, 0, 0, NULL, NULL";
     if (t) {
         while (tn->in[j2] != s)
             j2++;
         emit_coefs_as(e, tn, "c2");
         emit_xs_as(e, tn, "xs2");
-        snprintf(tail, sizeof tail, "%d, %d, xs, c, %s, %d, %d, xs2, c2", sn->nin, j,
-                 emit_out(e, t), tn->nin, j2);
-    } else
-        snprintf(tail, sizeof tail, "%d, %d, xs, c%s", sn->nin, j,
-                 bn ? ", NULL, 0, 0, NULL, NULL" : "");
-    if (bn) {
-        emit_tbnin_call(e, c, bn, true, emit_out(e, s), emit_out(e, c), tail);
+        snprintf(t2, sizeof t2, "%s, %d, %d, xs2, c2", emit_out(e, t), tn->nin, j2);
+    }
+    snprintf(tail, sizeof tail, "%d, %d, xs, c%s%s", sn->nin, j, t || bn ? ", " : "",
+             t || bn ? t2 : "");
+    if (eval)
+        emit_f(e, "        if (train)\n");
+    if (bn)
+        emit_tbnin_call(e, ind, c, bn, true, emit_out(e, s), emit_out(e, c), tail);
+    else
+        emit_f(e, "%sFN(rt_conv2d_sums_%strain%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
+               "3, 1, 1, %s);\n", ind, t ? "then_" : "", e->S, emit_out(e, s), emit_out(e, c),
+               emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+               n->u.conv.cout, tail);
+    if (!eval) {
         emit_f(e, "    }");
         return;
     }
-    emit_f(e, "        FN(rt_conv2d_sums_%strain%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
-           "3, 1, 1, %s);\n    }", t ? "then_" : "", e->S, emit_out(e, s), emit_out(e, c),
-           emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
-           n->u.conv.cout, tail);
+    emit_f(e, "        else\n%sFN(rt_conv2d_sums_then_eval%s)(ctx, %s, %s, %s, %s, B, %d, %d, "
+           "%d, %d, 3, 1, 1, %d, %d, xs, c, %s);\n    }\n", ind, e->S, emit_out(e, s),
+           emit_out(e, c), emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c,
+           is->h, is->w, n->u.conv.cout, sn->nin, j, t2);
 }
 
 /* The BN + relu pair bn -> r runs right before node c (no live node
@@ -879,6 +895,19 @@ static int emit_conv_tbnin(const Emit *e, int c)
     return emit_bufs_overlap(e->p, e->p->nodes[s ? s : c].out, xo) ? 0 : bn;
 }
 
+/* Whether the inference forward computes conv c's sum within it, and the
+ * sum after it (rt_conv2d_sums_then_eval): a training sum of
+ * emit_conv_sum3, or one of emit_conv_sum followed by emit_conv_sum_then's
+ * sum when the conv does not apply its input's BN (emit_conv_bnin: the
+ * 2-term form, rt_conv2d_bnin_sum_eval, then the second sum's own pass). */
+static bool emit_conv_sums_eval(const Emit *e, int c)
+{
+    if (emit_conv_sum3(e, c))
+        return true;
+    int s = emit_conv_sum(e, c);
+    return s && emit_conv_sum_then(e, c, s) && !emit_conv_bnin(e, c);
+}
+
 /* The fused conv c and sum s (emit_conv_sum), training and inference. */
 static void emit_conv_sum_call(Emit *e, int c, int s)
 {
@@ -887,10 +916,12 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
     const IrShape *is = &e->g->nodes[n->in[0]].shape;
     const char *in = emit_out(e, n->in[0]);
     int kc = sn->in[1] == c, t = emit_conv_sum_then(e, c, s), tb = emit_conv_tbnin(e, c);
-    if (tb && t) {
-        emit_f(e, "    if (train) {    /* with its input's bn and relu (h not written), its sum "
-               "and the sum after it */\n");
-        emit_conv_sums_call(e, c, s, t, tb);
+    if (t) {
+        bool ev = emit_conv_sums_eval(e, c);
+        emit_conv_sums(e, c, s, t, tb, ev, tb ? "with its input's bn and relu (h not written), "
+                       "its sum and the sum after it" : "with its sum and the sum after it");
+        if (ev)
+            return;
         emit_f(e, "\n");
     } else if (tb) {
         emit_f(e, "    if (train)  /* with its input's bn and relu (h not written), and its "
@@ -898,11 +929,7 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
         char tail[192];     /* (ring strings: all three live at once) */
         snprintf(tail, sizeof tail, "%s, %s, %s", emit_num(e, sn->u.sum.coef[kc].c0),
                  emit_out(e, sn->in[1 - kc]), emit_num(e, sn->u.sum.coef[1 - kc].c0));
-        emit_tbnin_call(e, c, tb, false, emit_out(e, s), emit_out(e, c), tail);
-    } else if (t) {
-        emit_f(e, "    if (train) {    /* with its sum and the sum after it */\n");
-        emit_conv_sums_call(e, c, s, t, 0);
-        emit_f(e, "\n");
+        emit_tbnin_call(e, "        ", c, tb, false, emit_out(e, s), emit_out(e, c), tail);
     } else
         emit_f(e, "    if (train)  /* with its sum */\n        FN(rt_conv2d_sum_train%s)(ctx, "
                "%s, %s, %s, %s, B, %d, %d, %d, %d, 3, 1, 1, (%s)%s, %s, (%s)%s);\n", S,
@@ -1038,15 +1065,13 @@ void emit_forward_node(Emit *e, const IrNode *n)
             break;
         }
         if ((bnc = emit_conv_sum3(e, n->id))) {
-            /* training: the 3-term sum reading this conv within it */
+            /* the 3- or 1-term sum reading this conv within it */
             int t = emit_conv_sum_then(e, n->id, bnc), tb = emit_conv_tbnin(e, n->id);
-            emit_f(e, "    if (train) {    /* with %sits sum below%s */\n",
-                   tb ? "its input's bn and relu (h not written), " : "",
-                   t ? " and the sum after it" : "");
-            emit_conv_sums_call(e, n->id, bnc, t, tb);
-            emit_f(e, " else\n        FN(rt_conv2d_forward_mode%s)(ctx, 0, %s, %s, %s, B, %d, "
-                   "%d, %d, %d, 3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
-                   is->h, is->w, n->u.conv.cout);
+            char what[96];
+            snprintf(what, sizeof what, "with %sits sum below%s",
+                     tb ? "its input's bn and relu (h not written), " : "",
+                     t ? " and the sum after it" : "");
+            emit_conv_sums(e, n->id, bnc, t, tb, true, what);
             break;
         }
         if ((bnc = emit_conv_bn(e, n->id))) {
@@ -1055,7 +1080,7 @@ void emit_forward_node(Emit *e, const IrNode *n)
             int r = e->p->nodes[bnc].fuse, tb = e->bwd ? 0 : emit_conv_tbnin(e, n->id);
             if (tb) {
                 emit_f(e, "    if (train)  /* with its input's bn and relu: h not written */\n");
-                emit_tbnin_call(e, n->id, tb, false, out, "NULL", "0, NULL, 0");
+                emit_tbnin_call(e, "        ", n->id, tb, false, out, "NULL", "0, NULL, 0");
             } else
                 emit_f(e, "    if (train)\n        FN(rt_conv2d_forward%s)(ctx, %s, %s, %s, B, %d, "
                        "%d, %d, %d, %d, %d, %d);\n", S, out, in, emit_param(e, "P", n->u.conv.w),
@@ -1087,7 +1112,7 @@ void emit_forward_node(Emit *e, const IrNode *n)
          * take a faster kernel (rt.h); a backward's recomputation may not */
         if (!e->bwd && (bnc = emit_conv_tbnin(e, n->id))) {
             emit_f(e, "    if (train)  /* with its input's bn and relu: h not written */\n");
-            emit_tbnin_call(e, n->id, bnc, false, out, "NULL", "0, NULL, 0");
+            emit_tbnin_call(e, "        ", n->id, bnc, false, out, "NULL", "0, NULL, 0");
             emit_f(e, "    else\n        FN(rt_conv2d_forward_mode%s)(ctx, 0, %s, %s, %s, B, %d, "
                    "%d, %d, %d, 3, 1, 1);\n", S, out, in, emit_param(e, "P", n->u.conv.w), is->c,
                    is->h, is->w, n->u.conv.cout);
@@ -1135,7 +1160,12 @@ void emit_forward_node(Emit *e, const IrNode *n)
             int c = emit_sum_conv(e, n->in[k]);
             if (emit_conv_sum3(e, n->in[k]) == n->id
                 || (c && emit_conv_sum_then(e, c, n->in[k]) == n->id))
-                sum_conv = n->in[k];
+                sum_conv = c ? c : n->in[k];
+        }
+        if (sum_conv && emit_conv_sums_eval(e, sum_conv)) {
+            emit_f(e, "    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) "
+                   "*/\n");
+            break;
         }
         emit_f(e, "    %s{%s\n", sum_conv ? "if (!train) " : "",
                sum_conv ? "    /* training: with its conv above */" : "");

@@ -282,26 +282,20 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 15 stage1.step1.grad.gelu0 = gelu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 212992 * nB, act + 196608 * nB, nB * 16384, 0, nB * 0);
     /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.gelu0): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its sum below */
+    {   /* training with its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 147456 * nB, act + 229376 * nB, act + 32768 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 245760 * nB, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.leaky_relu0): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 147456 * nB, act + 229376 * nB, act + 32768 * nB };
-        FN(rt_sum_forward)(ctx, act + 245760 * nB, 3, xs, c, nB * 16384);
+        if (train)
+            FN(rt_conv2d_sums_train)(ctx, act + 245760 * nB, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 245760 * nB, act + 229376 * nB, act + 212992 * nB, P + 7504, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.leaky_relu0): 16x32x32 -> 16x32x32 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 229376 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 245760 * nB, P + 9808, P + 9824, B, 16, 1024, 0.1, 1e-05);
@@ -321,26 +315,20 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage1.step2.grad.gelu0 = gelu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     FN(rt_gelu_forward)(ctx, act + 311296 * nB, act + 294912 * nB, nB * 16384, 0, nB * 0);
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.gelu0): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its sum below */
+    {   /* training with its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 245760 * nB, act + 327680 * nB, act + 147456 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 24 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 245760 * nB, act + 327680 * nB, act + 147456 * nB };
-        FN(rt_sum_forward)(ctx, act + 344064 * nB, 3, xs, c, nB * 16384);
+        if (train)
+            FN(rt_conv2d_sums_train)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 344064 * nB, act + 327680 * nB, act + 311296 * nB, P + 12176, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 24 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
 }
 
 /* Forward, part 2 of 3. */
@@ -397,26 +385,20 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 37 stage2.step1.grad.gelu0 = gelu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     FN(rt_gelu_forward)(ctx, act + 450560 * nB, act + 442368 * nB, nB * 8192, 0, nB * 0);
     /* 38 stage2.step1.grad.conv1 = conv(stage2.step1.grad.gelu0): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its sum below */
+    {   /* training with its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 417792 * nB, act + 458752 * nB, act + 409600 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 466944 * nB, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 39 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 417792 * nB, act + 458752 * nB, act + 409600 * nB };
-        FN(rt_sum_forward)(ctx, act + 466944 * nB, 3, xs, c, nB * 8192);
+        if (train)
+            FN(rt_conv2d_sums_train)(ctx, act + 466944 * nB, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 466944 * nB, act + 458752 * nB, act + 450560 * nB, P + 37744, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 39 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 40 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 409600 * nB, fix + 448, fix + 480, buf + 448, buf + 480, act + 466944 * nB, P + 46960, P + 46992, B, 32, 256, 0.1, 1e-05);
@@ -436,26 +418,20 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 44 stage2.step2.grad.gelu0 = gelu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     FN(rt_gelu_forward)(ctx, act + 491520 * nB, act + 483328 * nB, nB * 8192, 0, nB * 0);
     /* 45 stage2.step2.grad.conv1 = conv(stage2.step2.grad.gelu0): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its sum below */
+    {   /* training with its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 466944 * nB, act + 499712 * nB, act + 417792 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 507904 * nB, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 46 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 466944 * nB, act + 499712 * nB, act + 417792 * nB };
-        FN(rt_sum_forward)(ctx, act + 507904 * nB, 3, xs, c, nB * 8192);
+        if (train)
+            FN(rt_conv2d_sums_train)(ctx, act + 507904 * nB, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 507904 * nB, act + 499712 * nB, act + 491520 * nB, P + 56304, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 46 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 47 head.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 499712 * nB, fix + 576, fix + 608, buf + 576, buf + 608, act + 507904 * nB, P + 65520, P + 65552, B, 32, 256, 0.1, 1e-05);

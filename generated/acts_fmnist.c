@@ -262,26 +262,20 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 15 stage1.step1.grad.silu0 = silu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     FN(rt_silu_forward)(ctx, act + 163072 * nB, act + 150528 * nB, nB * 12544, 0, nB * 0);
     /* 16 stage1.step1.grad.conv1 = conv(stage1.step1.grad.silu0): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its sum below */
+    {   /* training with its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 112896 * nB, act + 175616 * nB, act + 25088 * nB };
-        FN(rt_conv2d_sums_train)(ctx, act + 188160 * nB, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1, 3, 1, xs, c);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.gelu0): 16x28x28 -> 16x28x28 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 112896 * nB, act + 175616 * nB, act + 25088 * nB };
-        FN(rt_sum_forward)(ctx, act + 188160 * nB, 3, xs, c, nB * 12544);
+        if (train)
+            FN(rt_conv2d_sums_train)(ctx, act + 188160 * nB, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1, 3, 1, xs, c);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 188160 * nB, act + 175616 * nB, act + 163072 * nB, P + 7216, B, 16, 28, 28, 16, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 17 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.gelu0): 16x28x28 -> 16x28x28 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 18 stage2.step0.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_forward_train)(ctx, act + 175616 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 188160 * nB, P + 9520, P + 9536, B, 16, 784, 0.1, 1e-05);

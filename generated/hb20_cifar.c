@@ -288,26 +288,20 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 81920 * nB, act + 131072 * nB, act };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 81920 * nB, act + 131072 * nB, act };
-        FN(rt_sum_forward)(ctx, act + 147456 * nB, 3, xs, c, nB * 16384);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 98304 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 147456 * nB, act + 131072 * nB, act + 114688 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x32x32 -> 16x32x32 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -324,26 +318,20 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 147456 * nB, act + 196608 * nB, act + 81920 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12144, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1);
-    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 147456 * nB, act + 196608 * nB, act + 81920 * nB };
-        FN(rt_sum_forward)(ctx, act + 212992 * nB, 3, xs, c, nB * 16384);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 163840 * nB, P + 12112, P + 12128, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12144, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 212992 * nB, act + 196608 * nB, act + 180224 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x32x32 -> 16x32x32 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 196608 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 212992 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
@@ -395,26 +383,20 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 262144 * nB, act + 286720 * nB, act + 253952 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37712, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 262144 * nB, act + 286720 * nB, act + 253952 * nB };
-        FN(rt_sum_forward)(ctx, act + 294912 * nB, 3, xs, c, nB * 8192);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37712, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -431,26 +413,20 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 262144 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 286720 * nB, P + 56208, P + 56240, B, 32, 16, 16, 0.1, 1e-05, nB * 147456, P + 56272, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 294912 * nB, act + 311296 * nB, act + 262144 * nB };
-        FN(rt_sum_forward)(ctx, act + 319488 * nB, 3, xs, c, nB * 8192);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 286720 * nB, P + 56208, P + 56240, B, 32, 16, 16, 0.1, 1e-05, nB * 147456, P + 56272, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 319488 * nB, act + 311296 * nB, act + 303104 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x16x16 -> 32x16x16 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 311296 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 319488 * nB, P + 65488, P + 65520, B, 32, 256, 0.1, 1e-05, nB * 155648);
@@ -502,26 +478,20 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 344064 * nB, act + 356352 * nB, act + 339968 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158096, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 344064 * nB, act + 356352 * nB, act + 339968 * nB };
-        FN(rt_sum_forward)(ctx, act + 360448 * nB, 3, xs, c, nB * 4096);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158096, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -538,26 +508,20 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 360448 * nB, act + 368640 * nB, act + 344064 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 356352 * nB, P + 231952, P + 232016, B, 64, 8, 8, 0.1, 1e-05, nB * 180224, P + 232080, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 360448 * nB, act + 368640 * nB, act + 344064 * nB };
-        FN(rt_sum_forward)(ctx, act + 372736 * nB, 3, xs, c, nB * 4096);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 356352 * nB, P + 231952, P + 232016, B, 64, 8, 8, 0.1, 1e-05, nB * 180224, P + 232080, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 372736 * nB, act + 368640 * nB, act + 364544 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x8x8 -> 64x8x8 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 67 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 368640 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 372736 * nB, P + 268944, P + 269008, B, 64, 64, 0.1, 1e-05, nB * 184320);

@@ -288,26 +288,20 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 13 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 14 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 62720 * nB, act + 100352 * nB, act };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7184, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 62720 * nB, act + 100352 * nB, act };
-        FN(rt_sum_forward)(ctx, act + 112896 * nB, 3, xs, c, nB * 12544);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 75264 * nB, P + 7152, P + 7168, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7184, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 112896 * nB, act + 100352 * nB, act + 87808 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 15 stage1.x2 = sum(stage1.x1, stage1.step1.grad.conv1, stem.conv0): 16x28x28 -> 16x28x28 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 16 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -324,26 +318,20 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 20 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 21 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11824, P + 11840, B, 16, 28, 28, 0.1, 1e-05, nB * 62720, P + 11856, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1);
-    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 112896 * nB, act + 150528 * nB, act + 62720 * nB };
-        FN(rt_sum_forward)(ctx, act + 163072 * nB, 3, xs, c, nB * 12544);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 125440 * nB, P + 11824, P + 11840, B, 16, 28, 28, 0.1, 1e-05, nB * 62720, P + 11856, 16, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 163072 * nB, act + 150528 * nB, act + 137984 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 22 stage1.x3 = sum(stage1.x2, stage1.step2.grad.conv1, stage1.x1): 16x28x28 -> 16x28x28 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 23 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 150528 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163072 * nB, P + 14160, P + 14176, B, 16, 784, 0.1, 1e-05, nB * 75264);
@@ -395,26 +383,20 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 35 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 36 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 200704 * nB, act + 219520 * nB, act + 194432 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37424, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 200704 * nB, act + 219520 * nB, act + 194432 * nB };
-        FN(rt_sum_forward)(ctx, act + 225792 * nB, 3, xs, c, nB * 6272);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37424, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 37 stage2.x2 = sum(stage2.x1, stage2.step1.grad.conv1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 38 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -431,26 +413,20 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 42 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 43 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 200704 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 219520 * nB, P + 55920, P + 55952, B, 32, 14, 14, 0.1, 1e-05, nB * 112896, P + 55984, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 225792 * nB, act + 238336 * nB, act + 200704 * nB };
-        FN(rt_sum_forward)(ctx, act + 244608 * nB, 3, xs, c, nB * 6272);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 219520 * nB, P + 55920, P + 55952, B, 32, 14, 14, 0.1, 1e-05, nB * 112896, P + 55984, 32, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 244608 * nB, act + 238336 * nB, act + 232064 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 44 stage2.x3 = sum(stage2.x2, stage2.step2.grad.conv1, stage2.x1): 32x14x14 -> 32x14x14 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 45 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 238336 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 244608 * nB, P + 65200, P + 65232, B, 32, 196, 0.1, 1e-05, nB * 119168);
@@ -502,26 +478,20 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 57 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 58 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 263424 * nB, act + 272832 * nB, act + 260288 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157808, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 263424 * nB, act + 272832 * nB, act + 260288 * nB };
-        FN(rt_sum_forward)(ctx, act + 275968 * nB, 3, xs, c, nB * 3136);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157808, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 59 stage3.x2 = sum(stage3.x1, stage3.step1.grad.conv1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 60 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -538,26 +508,20 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step2.grad.relu1 = relu(stage3.step2.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[3] = {
             /* 1 + beta */ (T)1.9,
             (T)-1,
             /* -beta */ (T)-0.9
         };
         const T *const xs[3] = { act + 275968 * nB, act + 282240 * nB, act + 263424 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 272832 * nB, P + 231664, P + 231728, B, 64, 7, 7, 0.1, 1e-05, nB * 137984, P + 231792, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
-    if (!train) {    /* training: with its conv above */
-        const T c[3] = {
-            /* 1 + beta */ (T)1.9,
-            (T)-1,
-            /* -beta */ (T)-0.9
-        };
-        const T *const xs[3] = { act + 275968 * nB, act + 282240 * nB, act + 263424 * nB };
-        FN(rt_sum_forward)(ctx, act + 285376 * nB, 3, xs, c, nB * 3136);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 272832 * nB, P + 231664, P + 231728, B, 64, 7, 7, 0.1, 1e-05, nB * 137984, P + 231792, 64, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 285376 * nB, act + 282240 * nB, act + 279104 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, 3, 1, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 66 stage3.x3 = sum(stage3.x2, stage3.step2.grad.conv1, stage3.x1): 64x7x7 -> 64x7x7 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 67 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 282240 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 285376 * nB, P + 268656, P + 268720, B, 64, 49, 0.1, 1e-05, nB * 141120);

@@ -268,7 +268,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum below and the sum after it; inference with the sums */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
@@ -278,26 +278,15 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act, act + 81920 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2800, 16, 1, 0, xs, c, act + 65536 * nB, 2, 1, xs2, c2);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2800, 16, 1, 0, xs, c, act + 65536 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, 1, 0, xs, c, act + 65536 * nB, 2, 1, xs2, c2);
+    }
     /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.09999999999999998
-        };
-        const T *const xs[1] = { act + 65536 * nB };
-        FN(rt_sum_forward)(ctx, act + 81920 * nB, 1, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 9 stage1.x1 = sum(stem.conv0, stage1.v1): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act, act + 81920 * nB };
-        FN(rt_sum_forward)(ctx, act + 65536 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.x1): 16x32x32 -> 16x32x32 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -314,7 +303,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -325,21 +314,15 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 65536 * nB, act + 163840 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 114688 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, 2, 1, xs, c, act + 81920 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 114688 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, 2, 1, xs, c, act + 81920 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 81920 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 163840 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -0.09999999999999998, act + 81920 * nB, 0.9);
     /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 17 stage1.x2 = sum(stage1.x1, stage1.v2): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 65536 * nB, act + 163840 * nB };
-        FN(rt_sum_forward)(ctx, act + 81920 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x32x32 -> 16x32x32 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -356,7 +339,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -367,10 +350,11 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 81920 * nB, act + 229376 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 229376 * nB, act + 212992 * nB, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 180224 * nB, P + 12112, P + 12128, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12144, 16, 2, 1, xs, c, act + 163840 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 229376 * nB, act + 212992 * nB, act + 196608 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 180224 * nB, P + 12112, P + 12128, B, 16, 32, 32, 0.1, 1e-05, nB * 81920, P + 12144, 16, 2, 1, xs, c, act + 163840 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 229376 * nB, act + 212992 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 163840 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 229376 * nB, act + 196608 * nB, P + 12144, B, 16, 32, 32, 16, 3, 1, 1, -0.09999999999999998, act + 163840 * nB, 0.9);
     /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
 }
@@ -386,14 +370,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.x3 = sum(stage1.x2, stage1.v3): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 81920 * nB, act + 229376 * nB };
-        FN(rt_sum_forward)(ctx, act + 163840 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 26 stage2.step0.grad.bn0 = bn(stage1.x3): 16x32x32 -> 16x32x32 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 212992 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 163840 * nB, P + 14448, P + 14464, B, 16, 1024, 0.1, 1e-05, nB * 98304);
@@ -410,22 +387,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
         const T *const xs[1] = { act + 245760 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 253952 * nB, act + 245760 * nB, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19152, 32, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1);
-    /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (!train) {    /* training: with its conv above */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.09999999999999998
-        };
-        const T *const xs[1] = { act + 245760 * nB };
-        FN(rt_sum_forward)(ctx, act + 253952 * nB, 1, xs, c, nB * 8192);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 253952 * nB, act + 245760 * nB, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19152, 32, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 253952 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 33 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 245760 * nB, act + 163840 * nB, B, 16, 32, 32, 32, 2);
     /* 34 stage2.x1 = sum(stage2.shortcut0, stage2.v1): 32x16x16 -> 32x16x16 */
@@ -453,7 +426,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -464,21 +437,15 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 262144 * nB, act + 294912 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37712, 32, 2, 1, xs, c, act + 253952 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37712, 32, 2, 1, xs, c, act + 253952 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 253952 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 294912 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, -0.09999999999999998, act + 253952 * nB, 0.9);
     /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 42 stage2.x2 = sum(stage2.x1, stage2.v2): 32x16x16 -> 32x16x16 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 262144 * nB, act + 294912 * nB };
-        FN(rt_sum_forward)(ctx, act + 253952 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 43 stage2.step2.grad.bn0 = bn(stage2.x2): 32x16x16 -> 32x16x16 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -495,7 +462,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -506,10 +473,11 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 253952 * nB, act + 327680 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 327680 * nB, act + 319488 * nB, act + 311296 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 303104 * nB, P + 56208, P + 56240, B, 32, 16, 16, 0.1, 1e-05, nB * 147456, P + 56272, 32, 2, 1, xs, c, act + 294912 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 327680 * nB, act + 319488 * nB, act + 311296 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 303104 * nB, P + 56208, P + 56240, B, 32, 16, 16, 0.1, 1e-05, nB * 147456, P + 56272, 32, 2, 1, xs, c, act + 294912 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 327680 * nB, act + 319488 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 294912 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 327680 * nB, act + 311296 * nB, P + 56272, B, 32, 16, 16, 32, 3, 1, 1, -0.09999999999999998, act + 294912 * nB, 0.9);
 }
 
 /* Forward, part 3 of 4. */
@@ -525,14 +493,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 50 stage2.x3 = sum(stage2.x2, stage2.v3): 32x16x16 -> 32x16x16 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 253952 * nB, act + 327680 * nB };
-        FN(rt_sum_forward)(ctx, act + 294912 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 51 stage3.step0.grad.bn0 = bn(stage2.x3): 32x16x16 -> 32x16x16 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 319488 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 294912 * nB, P + 65488, P + 65520, B, 32, 256, 0.1, 1e-05, nB * 155648);
@@ -549,22 +510,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
         const T *const xs[1] = { act + 335872 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 339968 * nB, act + 335872 * nB, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84112, 64, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1);
-    /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (!train) {    /* training: with its conv above */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.09999999999999998
-        };
-        const T *const xs[1] = { act + 335872 * nB };
-        FN(rt_sum_forward)(ctx, act + 339968 * nB, 1, xs, c, nB * 4096);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 339968 * nB, act + 335872 * nB, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84112, 64, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 339968 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 58 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 335872 * nB, act + 294912 * nB, B, 32, 16, 16, 64, 2);
     /* 59 stage3.x1 = sum(stage3.shortcut0, stage3.v1): 64x8x8 -> 64x8x8 */
@@ -592,7 +549,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -603,21 +560,15 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 344064 * nB, act + 360448 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158096, 64, 2, 1, xs, c, act + 339968 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158096, 64, 2, 1, xs, c, act + 339968 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 339968 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 360448 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, -0.09999999999999998, act + 339968 * nB, 0.9);
     /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 67 stage3.x2 = sum(stage3.x1, stage3.v2): 64x8x8 -> 64x8x8 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 344064 * nB, act + 360448 * nB };
-        FN(rt_sum_forward)(ctx, act + 339968 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 68 stage3.step2.grad.bn0 = bn(stage3.x2): 64x8x8 -> 64x8x8 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -646,7 +597,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -657,21 +608,15 @@ static void FN(forward_4)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 339968 * nB, act + 376832 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 376832 * nB, act + 372736 * nB, act + 368640 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 364544 * nB, P + 231952, P + 232016, B, 64, 8, 8, 0.1, 1e-05, nB * 180224, P + 232080, 64, 2, 1, xs, c, act + 360448 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 376832 * nB, act + 372736 * nB, act + 368640 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 364544 * nB, P + 231952, P + 232016, B, 64, 8, 8, 0.1, 1e-05, nB * 180224, P + 232080, 64, 2, 1, xs, c, act + 360448 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 376832 * nB, act + 372736 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 360448 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 376832 * nB, act + 368640 * nB, P + 232080, B, 64, 8, 8, 64, 3, 1, 1, -0.09999999999999998, act + 360448 * nB, 0.9);
     /* 74 stage3.v3 = sum(stage3.v2, stage3.step2.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 75 stage3.x3 = sum(stage3.x2, stage3.v3): 64x8x8 -> 64x8x8 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 339968 * nB, act + 376832 * nB };
-        FN(rt_sum_forward)(ctx, act + 360448 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 76 head.bn0 = bn(stage3.x3): 64x8x8 -> 64x8x8 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 372736 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 360448 * nB, P + 268944, P + 269008, B, 64, 64, 0.1, 1e-05, nB * 184320);

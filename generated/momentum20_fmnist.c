@@ -268,7 +268,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum below and the sum after it; inference with the sums */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.19999999999999996
         };
@@ -278,26 +278,15 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act, act + 62720 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 28, 28, 0.1, 1e-05, nB * 12544, P + 2512, 16, 1, 0, xs, c, act + 50176 * nB, 2, 1, xs2, c2);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 28, 28, 0.1, 1e-05, nB * 12544, P + 2512, 16, 1, 0, xs, c, act + 50176 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, 1, 0, xs, c, act + 50176 * nB, 2, 1, xs2, c2);
+    }
     /* 8 stage1.v1 = sum(stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
-    if (!train) {    /* training: with its conv above */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.19999999999999996
-        };
-        const T *const xs[1] = { act + 50176 * nB };
-        FN(rt_sum_forward)(ctx, act + 62720 * nB, 1, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 9 stage1.x1 = sum(stem.conv0, stage1.v1): 16x28x28 -> 16x28x28 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act, act + 62720 * nB };
-        FN(rt_sum_forward)(ctx, act + 50176 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.x1): 16x28x28 -> 16x28x28 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -314,7 +303,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.8,
             /* -(1 - g) */ (T)-0.19999999999999996
@@ -325,21 +314,15 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 50176 * nB, act + 125440 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7184, 16, 2, 1, xs, c, act + 62720 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7184, 16, 2, 1, xs, c, act + 62720 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 62720 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 125440 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 62720 * nB, 0.8);
     /* 16 stage1.v2 = sum(stage1.v1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 17 stage1.x2 = sum(stage1.x1, stage1.v2): 16x28x28 -> 16x28x28 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 50176 * nB, act + 125440 * nB };
-        FN(rt_sum_forward)(ctx, act + 62720 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.x2): 16x28x28 -> 16x28x28 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -356,7 +339,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 22 stage1.step2.grad.relu1 = relu(stage1.step2.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 23 stage1.step2.grad.conv1 = conv(stage1.step2.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.8,
             /* -(1 - g) */ (T)-0.19999999999999996
@@ -367,10 +350,11 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 62720 * nB, act + 175616 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 175616 * nB, act + 163072 * nB, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11824, P + 11840, B, 16, 28, 28, 0.1, 1e-05, nB * 62720, P + 11856, 16, 2, 1, xs, c, act + 125440 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 175616 * nB, act + 163072 * nB, act + 150528 * nB, fix + 160, fix + 176, buf + 160, buf + 176, act + 137984 * nB, P + 11824, P + 11840, B, 16, 28, 28, 0.1, 1e-05, nB * 62720, P + 11856, 16, 2, 1, xs, c, act + 125440 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 175616 * nB, act + 163072 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 125440 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 175616 * nB, act + 150528 * nB, P + 11856, B, 16, 28, 28, 16, 3, 1, 1, -0.19999999999999996, act + 125440 * nB, 0.8);
     /* 24 stage1.v3 = sum(stage1.v2, stage1.step2.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
 }
@@ -386,14 +370,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 25 stage1.x3 = sum(stage1.x2, stage1.v3): 16x28x28 -> 16x28x28 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 62720 * nB, act + 175616 * nB };
-        FN(rt_sum_forward)(ctx, act + 125440 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 26 stage2.step0.grad.bn0 = bn(stage1.x3): 16x28x28 -> 16x28x28 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 163072 * nB, fix + 192, fix + 208, buf + 192, buf + 208, act + 125440 * nB, P + 14160, P + 14176, B, 16, 784, 0.1, 1e-05, nB * 75264);
@@ -410,22 +387,18 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
         const T *const xs[1] = { act + 188160 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 194432 * nB, act + 188160 * nB, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18864, 32, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1);
-    /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (!train) {    /* training: with its conv above */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.09999999999999998
-        };
-        const T *const xs[1] = { act + 188160 * nB };
-        FN(rt_sum_forward)(ctx, act + 194432 * nB, 1, xs, c, nB * 6272);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 194432 * nB, act + 188160 * nB, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18864, 32, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 194432 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 33 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 188160 * nB, act + 125440 * nB, B, 16, 28, 28, 32, 2);
     /* 34 stage2.x1 = sum(stage2.shortcut0, stage2.v1): 32x14x14 -> 32x14x14 */
@@ -453,7 +426,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 39 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 40 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -464,21 +437,15 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 200704 * nB, act + 225792 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37424, 32, 2, 1, xs, c, act + 194432 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37424, 32, 2, 1, xs, c, act + 194432 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 194432 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 194432 * nB, 0.9);
     /* 41 stage2.v2 = sum(stage2.v1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 42 stage2.x2 = sum(stage2.x1, stage2.v2): 32x14x14 -> 32x14x14 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 200704 * nB, act + 225792 * nB };
-        FN(rt_sum_forward)(ctx, act + 194432 * nB, 2, xs, c, nB * 6272);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 43 stage2.step2.grad.bn0 = bn(stage2.x2): 32x14x14 -> 32x14x14 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -495,7 +462,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 47 stage2.step2.grad.relu1 = relu(stage2.step2.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 48 stage2.step2.grad.conv1 = conv(stage2.step2.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -506,10 +473,11 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 194432 * nB, act + 250880 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 250880 * nB, act + 244608 * nB, act + 238336 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 232064 * nB, P + 55920, P + 55952, B, 32, 14, 14, 0.1, 1e-05, nB * 112896, P + 55984, 32, 2, 1, xs, c, act + 225792 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 250880 * nB, act + 244608 * nB, act + 238336 * nB, fix + 480, fix + 512, buf + 480, buf + 512, act + 232064 * nB, P + 55920, P + 55952, B, 32, 14, 14, 0.1, 1e-05, nB * 112896, P + 55984, 32, 2, 1, xs, c, act + 225792 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 250880 * nB, act + 244608 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 225792 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 250880 * nB, act + 238336 * nB, P + 55984, B, 32, 14, 14, 32, 3, 1, 1, -0.09999999999999998, act + 225792 * nB, 0.9);
 }
 
 /* Forward, part 3 of 4. */
@@ -525,14 +493,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 49 stage2.v3 = sum(stage2.v2, stage2.step2.grad.conv1): 32x14x14 -> 32x14x14 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 50 stage2.x3 = sum(stage2.x2, stage2.v3): 32x14x14 -> 32x14x14 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 194432 * nB, act + 250880 * nB };
-        FN(rt_sum_forward)(ctx, act + 225792 * nB, 2, xs, c, nB * 6272);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 51 stage3.step0.grad.bn0 = bn(stage2.x3): 32x14x14 -> 32x14x14 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 244608 * nB, fix + 544, fix + 576, buf + 544, buf + 576, act + 225792 * nB, P + 65200, P + 65232, B, 32, 196, 0.1, 1e-05, nB * 119168);
@@ -549,22 +510,18 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum below */
+    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
         const T c[1] = {
             /* -(1 - g) */ (T)-0.09999999999999998
         };
         const T *const xs[1] = { act + 257152 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 260288 * nB, act + 257152 * nB, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83824, 64, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-    } else
-        FN(rt_conv2d_forward_mode)(ctx, 0, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1);
-    /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (!train) {    /* training: with its conv above */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.09999999999999998
-        };
-        const T *const xs[1] = { act + 257152 * nB };
-        FN(rt_sum_forward)(ctx, act + 260288 * nB, 1, xs, c, nB * 3136);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 260288 * nB, act + 257152 * nB, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83824, 64, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 260288 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
     }
+    /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 58 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 257152 * nB, act + 225792 * nB, B, 32, 14, 14, 64, 2);
     /* 59 stage3.x1 = sum(stage3.shortcut0, stage3.v1): 64x7x7 -> 64x7x7 */
@@ -592,7 +549,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 64 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 65 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -603,21 +560,15 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 263424 * nB, act + 275968 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157808, 64, 2, 1, xs, c, act + 260288 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157808, 64, 2, 1, xs, c, act + 260288 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 260288 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 260288 * nB, 0.9);
     /* 66 stage3.v2 = sum(stage3.v1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 67 stage3.x2 = sum(stage3.x1, stage3.v2): 64x7x7 -> 64x7x7 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 263424 * nB, act + 275968 * nB };
-        FN(rt_sum_forward)(ctx, act + 260288 * nB, 2, xs, c, nB * 3136);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 68 stage3.step2.grad.bn0 = bn(stage3.x2): 64x7x7 -> 64x7x7 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -646,7 +597,7 @@ static void FN(forward_4)(Model *m, int B, int train)
     T *const buf = m->buffers;
     (void)ctx; (void)nB; (void)act; (void)fix; (void)P; (void)buf; (void)train;
     /* 73 stage3.step2.grad.conv1 = conv(stage3.step2.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             /* g */ (T)0.9,
             /* -(1 - g) */ (T)-0.09999999999999998
@@ -657,21 +608,15 @@ static void FN(forward_4)(Model *m, int B, int train)
             (T)1
         };
         const T *const xs2[2] = { act + 260288 * nB, act + 288512 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 288512 * nB, act + 285376 * nB, act + 282240 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 279104 * nB, P + 231664, P + 231728, B, 64, 7, 7, 0.1, 1e-05, nB * 137984, P + 231792, 64, 2, 1, xs, c, act + 275968 * nB, 2, 1, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 288512 * nB, act + 285376 * nB, act + 282240 * nB, fix + 1120, fix + 1184, buf + 1120, buf + 1184, act + 279104 * nB, P + 231664, P + 231728, B, 64, 7, 7, 0.1, 1e-05, nB * 137984, P + 231792, 64, 2, 1, xs, c, act + 275968 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 288512 * nB, act + 285376 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 275968 * nB, 2, 1, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 288512 * nB, act + 282240 * nB, P + 231792, B, 64, 7, 7, 64, 3, 1, 1, -0.09999999999999998, act + 275968 * nB, 0.9);
     /* 74 stage3.v3 = sum(stage3.v2, stage3.step2.grad.conv1): 64x7x7 -> 64x7x7 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 75 stage3.x3 = sum(stage3.x2, stage3.v3): 64x7x7 -> 64x7x7 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1,
-            (T)1
-        };
-        const T *const xs[2] = { act + 260288 * nB, act + 288512 * nB };
-        FN(rt_sum_forward)(ctx, act + 275968 * nB, 2, xs, c, nB * 3136);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 76 head.bn0 = bn(stage3.x3): 64x7x7 -> 64x7x7 */
     if (train)
         FN(rt_bn_relu_forward_train)(ctx, act + 285376 * nB, fix + 1248, fix + 1312, buf + 1248, buf + 1312, act + 275968 * nB, P + 268656, P + 268720, B, 64, 49, 0.1, 1e-05, nB * 141120);

@@ -270,7 +270,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -281,21 +281,15 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 81920 * nB, act };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2800, 16, 2, 1, xs, c, act + 65536 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 32768 * nB, P + 2768, P + 2784, B, 16, 32, 32, 0.1, 1e-05, nB * 16384, P + 2800, 16, 2, 1, xs, c, act + 65536 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 81920 * nB, act + 65536 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 65536 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 81920 * nB, act + 49152 * nB, P + 2800, B, 16, 32, 32, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.y1 = sum(stage1.x1, stem.conv0): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.281753525125321,
-            (T)-0.28175352512532087
-        };
-        const T *const xs[2] = { act + 81920 * nB, act };
-        FN(rt_sum_forward)(ctx, act + 65536 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.y1): 16x32x32 -> 16x32x32 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -312,7 +306,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x32x32 -> 16x32x32 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x32x32 -> 16x32x32 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -323,21 +317,15 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 163840 * nB, act + 81920 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 114688 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, 2, 1, xs, c, act + 147456 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 114688 * nB, P + 7440, P + 7456, B, 16, 32, 32, 0.1, 1e-05, nB * 49152, P + 7472, 16, 2, 1, xs, c, act + 147456 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 163840 * nB, act + 147456 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, 2, 1, xs, c, act + 147456 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 163840 * nB, act + 131072 * nB, P + 7472, B, 16, 32, 32, 16, 3, 1, 1, -1, act + 65536 * nB, 1);
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x32x32 -> 16x32x32 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 17 stage1.y2 = sum(stage1.x2, stage1.x1): 16x32x32 -> 16x32x32 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.434042782780302,
-            (T)-0.434042782780302
-        };
-        const T *const xs[2] = { act + 163840 * nB, act + 81920 * nB };
-        FN(rt_sum_forward)(ctx, act + 147456 * nB, 2, xs, c, nB * 16384);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.y2): 16x32x32 -> 16x32x32 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -431,7 +419,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -442,21 +430,15 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 294912 * nB, act + 262144 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37712, 32, 2, 1, xs, c, act + 286720 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 270336 * nB, P + 37648, P + 37680, B, 32, 16, 16, 0.1, 1e-05, nB * 131072, P + 37712, 32, 2, 1, xs, c, act + 286720 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 294912 * nB, act + 286720 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, 2, 1, xs, c, act + 286720 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 294912 * nB, act + 278528 * nB, P + 37712, B, 32, 16, 16, 32, 3, 1, 1, -1, act + 245760 * nB, 1);
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x16x16 -> 32x16x16 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 41 stage2.y2 = sum(stage2.x2, stage2.x1): 32x16x16 -> 32x16x16 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.434042782780302,
-            (T)-0.434042782780302
-        };
-        const T *const xs[2] = { act + 294912 * nB, act + 262144 * nB };
-        FN(rt_sum_forward)(ctx, act + 286720 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 42 stage2.step2.grad.bn0 = bn(stage2.y2): 32x16x16 -> 32x16x16 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -550,7 +532,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -561,21 +543,15 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 360448 * nB, act + 344064 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158096, 64, 2, 1, xs, c, act + 356352 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 348160 * nB, P + 157968, P + 158032, B, 64, 8, 8, 0.1, 1e-05, nB * 172032, P + 158096, 64, 2, 1, xs, c, act + 356352 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 360448 * nB, act + 356352 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, 2, 1, xs, c, act + 356352 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 360448 * nB, act + 352256 * nB, P + 158096, B, 64, 8, 8, 64, 3, 1, 1, -1, act + 335872 * nB, 1);
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x8x8 -> 64x8x8 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 65 stage3.y2 = sum(stage3.x2, stage3.x1): 64x8x8 -> 64x8x8 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.434042782780302,
-            (T)-0.434042782780302
-        };
-        const T *const xs[2] = { act + 360448 * nB, act + 344064 * nB };
-        FN(rt_sum_forward)(ctx, act + 356352 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 66 stage3.step2.grad.bn0 = bn(stage3.y2): 64x8x8 -> 64x8x8 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */

@@ -270,7 +270,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 6 stage1.step0.grad.relu1 = relu(stage1.step0.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 7 stage1.step0.grad.conv1 = conv(stage1.step0.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -281,21 +281,15 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 62720 * nB, act };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 28, 28, 0.1, 1e-05, nB * 12544, P + 2512, 16, 2, 1, xs, c, act + 50176 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, fix + 32, fix + 48, buf + 32, buf + 48, act + 25088 * nB, P + 2480, P + 2496, B, 16, 28, 28, 0.1, 1e-05, nB * 12544, P + 2512, 16, 2, 1, xs, c, act + 50176 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 62720 * nB, act + 50176 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 50176 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 62720 * nB, act + 37632 * nB, P + 2512, B, 16, 28, 28, 16, 3, 1, 1, -1, act, 1);
     /* 8 stage1.x1 = sum(stem.conv0, stage1.step0.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 9 stage1.y1 = sum(stage1.x1, stem.conv0): 16x28x28 -> 16x28x28 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.281753525125321,
-            (T)-0.28175352512532087
-        };
-        const T *const xs[2] = { act + 62720 * nB, act };
-        FN(rt_sum_forward)(ctx, act + 50176 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 10 stage1.step1.grad.bn0 = bn(stage1.y1): 16x28x28 -> 16x28x28 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -312,7 +306,7 @@ static void FN(forward_1)(Model *m, int B, int train)
     /* 14 stage1.step1.grad.relu1 = relu(stage1.step1.grad.bn1): 16x28x28 -> 16x28x28 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 15 stage1.step1.grad.conv1 = conv(stage1.step1.grad.relu1): 16x28x28 -> 16x28x28 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -323,21 +317,15 @@ static void FN(forward_1)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 125440 * nB, act + 62720 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7184, 16, 2, 1, xs, c, act + 112896 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, fix + 96, fix + 112, buf + 96, buf + 112, act + 87808 * nB, P + 7152, P + 7168, B, 16, 28, 28, 0.1, 1e-05, nB * 37632, P + 7184, 16, 2, 1, xs, c, act + 112896 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 125440 * nB, act + 112896 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, 2, 1, xs, c, act + 112896 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 125440 * nB, act + 100352 * nB, P + 7184, B, 16, 28, 28, 16, 3, 1, 1, -1, act + 50176 * nB, 1);
     /* 16 stage1.x2 = sum(stage1.y1, stage1.step1.grad.conv1): 16x28x28 -> 16x28x28 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 17 stage1.y2 = sum(stage1.x2, stage1.x1): 16x28x28 -> 16x28x28 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.434042782780302,
-            (T)-0.434042782780302
-        };
-        const T *const xs[2] = { act + 125440 * nB, act + 62720 * nB };
-        FN(rt_sum_forward)(ctx, act + 112896 * nB, 2, xs, c, nB * 12544);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 18 stage1.step2.grad.bn0 = bn(stage1.y2): 16x28x28 -> 16x28x28 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -431,7 +419,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 38 stage2.step1.grad.relu1 = relu(stage2.step1.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 39 stage2.step1.grad.conv1 = conv(stage2.step1.grad.relu1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -442,21 +430,15 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 225792 * nB, act + 200704 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37424, 32, 2, 1, xs, c, act + 219520 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, fix + 352, fix + 384, buf + 352, buf + 384, act + 206976 * nB, P + 37360, P + 37392, B, 32, 14, 14, 0.1, 1e-05, nB * 100352, P + 37424, 32, 2, 1, xs, c, act + 219520 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 225792 * nB, act + 219520 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, 2, 1, xs, c, act + 219520 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 225792 * nB, act + 213248 * nB, P + 37424, B, 32, 14, 14, 32, 3, 1, 1, -1, act + 188160 * nB, 1);
     /* 40 stage2.x2 = sum(stage2.y1, stage2.step1.grad.conv1): 32x14x14 -> 32x14x14 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 41 stage2.y2 = sum(stage2.x2, stage2.x1): 32x14x14 -> 32x14x14 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.434042782780302,
-            (T)-0.434042782780302
-        };
-        const T *const xs[2] = { act + 225792 * nB, act + 200704 * nB };
-        FN(rt_sum_forward)(ctx, act + 219520 * nB, 2, xs, c, nB * 6272);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 42 stage2.step2.grad.bn0 = bn(stage2.y2): 32x14x14 -> 32x14x14 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -550,7 +532,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 62 stage3.step1.grad.relu1 = relu(stage3.step1.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 63 stage3.step1.grad.conv1 = conv(stage3.step1.grad.relu1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -561,21 +543,15 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-0.434042782780302
         };
         const T *const xs2[2] = { act + 275968 * nB, act + 263424 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157808, 64, 2, 1, xs, c, act + 272832 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, fix + 864, fix + 928, buf + 864, buf + 928, act + 266560 * nB, P + 157680, P + 157744, B, 64, 7, 7, 0.1, 1e-05, nB * 131712, P + 157808, 64, 2, 1, xs, c, act + 272832 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 275968 * nB, act + 272832 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, 2, 1, xs, c, act + 272832 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its sum */
-        FN(rt_conv2d_sum_eval)(ctx, act + 275968 * nB, act + 269696 * nB, P + 157808, B, 64, 7, 7, 64, 3, 1, 1, -1, act + 257152 * nB, 1);
     /* 64 stage3.x2 = sum(stage3.y1, stage3.step1.grad.conv1): 64x7x7 -> 64x7x7 */
     /* computed with its conv above (rt_conv2d_sum_train / _eval) */
     /* 65 stage3.y2 = sum(stage3.x2, stage3.x1): 64x7x7 -> 64x7x7 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.434042782780302,
-            (T)-0.434042782780302
-        };
-        const T *const xs[2] = { act + 275968 * nB, act + 263424 * nB };
-        FN(rt_sum_forward)(ctx, act + 272832 * nB, 2, xs, c, nB * 3136);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 66 stage3.step2.grad.bn0 = bn(stage3.y2): 64x7x7 -> 64x7x7 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */

@@ -218,6 +218,10 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  *   out, and of each other term of either sum either none or all (it may
  *   be conv: the Winograd path never writes conv, the others are done with
  *   it when they write out2).
+ * conv2d_sums_then_eval is the inference forward's twin: conv2d_forward_mode
+ *   with train 0 into conv, then the two sum_forward calls (out2 NULL: the
+ *   first alone), the same bytes; the float build's Winograd path writes
+ *   the sums as it copies the conv's rows out and never writes conv.
  * xent probs[B][K]; returns the mean loss; backward writes
  *   dlogits = (probs - onehot(labels)) / B. */
 #define RT_DECLARE_KERNELS(T, S)                                                         \
@@ -248,6 +252,10 @@ void rt_conv2d_sums_train##S(const RtCtx *ctx, T *out, T *conv, const T *in,    
         const T *w, int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, \
         int n, int j, const T *const *xs, const T *c);                                  \
 void rt_conv2d_sums_then_train##S(const RtCtx *ctx, T *out, T *conv, const T *in,       \
+        const T *w, int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, \
+        int n, int j, const T *const *xs, const T *c, T *out2, int n2, int j2,          \
+        const T *const *xs2, const T *c2);                                              \
+void rt_conv2d_sums_then_eval##S(const RtCtx *ctx, T *out, T *conv, const T *in,        \
         const T *w, int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, \
         int n, int j, const T *const *xs, const T *c, T *out2, int n2, int j2,          \
         const T *const *xs2, const T *c2);                                              \

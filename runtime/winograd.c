@@ -1114,6 +1114,33 @@ void rt_conv2d_sums_then_train(const RtCtx *ctx, float *out, float *conv, const 
         rt_sum_forward(ctx, out2, n2, xs2, c2, len);
 }
 
+/* The inference twin of rt_conv2d_sums_then_train: the conv by the
+ * inference kernel (rt_conv2d_forward_mode's with train 0) with its sum and
+ * the sum after it (out2 NULL: none) written as its output rows are copied
+ * out, each rounded as rt_sum_forward rounds it; the other paths write conv
+ * and then the sums. */
+void rt_conv2d_sums_then_eval(const RtCtx *ctx, float *out, float *conv, const float *in,
+                              const float *w, int B, int Cin, int H, int W, int Cout, int K,
+                              int stride, int pad, int n, int j, const float *const *xs,
+                              const float *c, float *out2, int n2, int j2,
+                              const float *const *xs2, const float *c2)
+{
+    Epi ep = {.train = 1, .j = j, .out2 = out2, .j2 = j2};
+    const float *o[2] = {NULL, NULL};
+    if (K == 3 && stride == 1 && pad == 1 && sum_terms(o, ep.c, n, j, xs, c)
+        && (!out2 || sum_terms(ep.q, ep.d, n2, j2, xs2, c2))) {
+        ep.r = o[0], ep.r2 = o[1];
+        if (forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
+            return;
+    }
+    size_t len = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+                 * (size_t)rt_conv_out(W, K, stride, pad);
+    rt_conv2d_forward_mode(ctx, 0, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    rt_sum_forward(ctx, out, n, xs, c, len);
+    if (out2)
+        rt_sum_forward(ctx, out2, n2, xs2, c2, len);
+}
+
 void rt_conv2d_sums_train(const RtCtx *ctx, float *out, float *conv, const float *in,
                           const float *w, int B, int Cin, int H, int W, int Cout, int K,
                           int stride, int pad, int n, int j, const float *const *xs,
@@ -1136,6 +1163,16 @@ void rt_conv2d_sums_then_train_d(const RtCtx *ctx, double *out, double *conv,
     rt_sum_forward_d(ctx, out, n, xs, c, len);
     if (out2)
         rt_sum_forward_d(ctx, out2, n2, xs2, c2, len);
+}
+
+void rt_conv2d_sums_then_eval_d(const RtCtx *ctx, double *out, double *conv,
+                                const double *in, const double *w, int B, int Cin, int H,
+                                int W, int Cout, int K, int stride, int pad, int n, int j,
+                                const double *const *xs, const double *c, double *out2,
+                                int n2, int j2, const double *const *xs2, const double *c2)
+{
+    rt_conv2d_sums_then_train_d(ctx, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, n, j,
+                                xs, c, out2, n2, j2, xs2, c2);
 }
 
 void rt_conv2d_sums_train_d(const RtCtx *ctx, double *out, double *conv, const double *in,

@@ -444,18 +444,23 @@ START_TEST(test_sums_in_conv)
     ck_assert_ptr_eq(strstr(pad, "FN(rt_bn_relu_conv3x3_train)("), call);  /* after the pad */
     free(out);
     /* momentum: x + v after v = g v - (1 - g) grad in the same conv, training
-     * only; step 0's v = -(1 - g) grad (one term) too, with x + v but where
-     * the shortcut's pad runs between (stages 2 and 3) */
+     * and inference (rt_conv2d_sums_then_eval); step 0's v = -(1 - g) grad
+     * (one term) too, with x + v but where the shortcut's pad runs between
+     * (stages 2 and 3): their x + v the only sums left in the forward */
     optc_ok("emit examples/momentum.opt -n momentum20_cifar", &out);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_conv3x3_sums_train)("), 9);
-    ck_assert_int_eq(count_of(out, "sum below and the sum after it */"), 1);
-    ck_assert_int_eq(count_of(out, "its sum and the sum after it */"), 6);
+    ck_assert_int_eq(count_of(out, "sum below and the sum after it; inference with the sums */"),
+                     1);
+    ck_assert_int_eq(count_of(out, "its sum and the sum after it; inference with the sums */"), 6);
+    ck_assert_int_eq(count_of(out, "its sum below; inference with the sum */"), 2);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_eval)("), 9);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 3);
-    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 6);
-    ck_assert_int_eq(count_of(out, "if (!train) {    /* training: with its conv above */"), 10);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 0);
+    ck_assert_int_eq(count_of(out, "if (!train) {    /* training: with its conv above */"), 0);
+    ck_assert_int_eq(count_of(out, "FN(rt_sum_forward)("), 2);
     /* the backward: x + v's sum and then v's within the BN's of x
      * (rt_bn_relu_backward_then), v's in 6 of 9: not after the head's BN
      * (the conv's gradient there has part of the BN's memory) nor where the
@@ -471,21 +476,27 @@ START_TEST(test_sums_in_conv)
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_conv3x3_sums_train)("), 6);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 3);
+    /* inference: the extrapolation in the conv too, but after the two convs
+     * that apply their input's BN (rt_conv2d_bnin_sum_eval, stages 2 and 3) */
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_eval)("), 4);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_bnin_sum_eval)("), 2);
+    ck_assert_int_eq(count_of(out, "FN(rt_sum_forward)("), 2);
     /* the extrapolation's backward within its BN's (rt_bn_relu_backward_then):
      * the 3 sums left are the first steps' x1 (the shortcut's pad) */
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_backward_then)("), 6);
     ck_assert_int_eq(count_of(out, "FN(rt_sum_backward)("), 3);
     free(out);
-    /* heavy ball: the 3-term sums of steps 1 and 2 in their conv while
-     * training (rt_conv2d_sums_train); inference keeps them (if (!train));
-     * step 0's 2-term sums with their conv's input BN + relu */
+    /* heavy ball: the 3-term sums of steps 1 and 2 in their conv, training
+     * and inference (rt_conv2d_sums_then_eval with one sum); step 0's 2-term
+     * sums with their conv's input BN + relu */
     optc_ok("emit examples/heavy_ball.opt -n hb20_cifar", &out);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
     ck_assert_int_eq(count_of(out, "(h not written), and its sum */"), 3);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_conv3x3_sums_train)("), 6);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 3);
-    ck_assert_int_eq(count_of(out, "if (!train) {    /* training: with its conv above */"), 6);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_eval)("), 6);
+    ck_assert_int_eq(count_of(out, "FN(rt_sum_forward)("), 0);
     free(out);
     optc_ok("emit examples/heavy_ball.opt -n hb20_cifar --memory-free", &out);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_train)("), 0);

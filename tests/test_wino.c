@@ -504,6 +504,28 @@ static void check_sum_train(const Shape *s, int variant)
                               && memcmp(dst2, ref2, no * sizeof(float)) == 0,
                           "%s sums_then_train %d->%d %dx%d B%d t%d case %d: not the sums' bytes",
                           tag, C, Co, H, W, B, th, v);
+            /* the inference twin (rt_conv2d_sums_then_eval): the bytes of the
+             * inference conv (rt_conv2d_forward_mode, train 0) then the
+             * sums; and the first sum alone (heavy ball's 3 terms) */
+            rt_conv2d_forward_mode(&ctx, 0, conv, inf, wf, B, C, H, W, Co, 3, 1, 1);
+            rt_sum_forward(&ctx, ref, n, xr, c, no);
+            rt_sum_forward(&ctx, ref2, n2, xr2, c2, no);
+            for (int alone = 0; alone < 2; alone++) {
+                memcpy(t1, rf, no * sizeof(float));
+                for (size_t i = 0; i < no; i++)
+                    cbuf[i] = 1e30f, out[i] = o2[i] = -1e30f;
+                rt_conv2d_sums_then_eval(&ctx, out, cbuf, inf, wf, B, C, H, W, Co, 3, 1, 1, n,
+                                         j, xf, c, alone ? NULL : dst2, n2, j2, xf2, c2);
+                ck_assert_msg(memcmp(out, ref, no * sizeof(float)) == 0
+                                  && (alone || memcmp(dst2, ref2, no * sizeof(float)) == 0),
+                              "%s sums_then_eval %d->%d %dx%d B%d t%d case %d%s: not the bytes "
+                              "of the inference conv and the sums", tag, C, Co, H, W, B, th, v,
+                              alone ? " (one sum)" : "");
+                if (alone && taken)
+                    ck_assert_msg(cbuf[0] == 1e30f && cbuf[no - 1] == 1e30f,
+                                  "%s sums_then_eval %d->%d: Winograd wrote the conv's buffer",
+                                  tag, C, Co);
+            }
             free(ctx.scratch);
         }
     free(q), free(t1), free(ref2), free(o2);
