@@ -707,56 +707,6 @@ static void emit_tbnin_call(Emit *e, const char *ind, int c, int bn, bool sums,
            emit_branch_site(e, rl), emit_param(e, "P", n->u.conv.w), n->u.conv.cout, tail);
 }
 
-/* Conv c computing sum s (emit_conv_sum, emit_conv_sum3) and then sum t
- * (emit_conv_sum_then; 0: none) within it in training, with its input's BN
- * + relu bn (emit_conv_tbnin; 0: none), what the comment's words: with
- * eval, inference too (emit_conv_sums_eval, rt_conv2d_sums_then_eval), one
- * block sharing the sums' arrays; without, the `if (train) {` block, and
- * the caller emits what follows its closing brace. */
-static void emit_conv_sums(Emit *e, int c, int s, int t, int bn, bool eval, const char *what)
-{
-    const IrNode *n = &e->g->nodes[c], *sn = &e->g->nodes[s], *tn = &e->g->nodes[t];
-    const IrShape *is = &e->g->nodes[n->in[0]].shape;
-    const char *ind = eval ? "            " : "        ";
-    int j = 0, j2 = 0;
-    while (sn->in[j] != c)
-        j++;
-    if (eval)
-        emit_f(e, "    {   /* training %s; inference with the sum%s */\n", what,
-               t ? "s" : "");
-    else
-        emit_f(e, "    if (train) {    /* %s */\n", what);
-    emit_coefs(e, sn);
-    emit_xs(e, sn);
-    char tail[192], t2[96] = "NULL, 0, 0, NULL, NULL";
-    if (t) {
-        while (tn->in[j2] != s)
-            j2++;
-        emit_coefs_as(e, tn, "c2");
-        emit_xs_as(e, tn, "xs2");
-        snprintf(t2, sizeof t2, "%s, %d, %d, xs2, c2", emit_out(e, t), tn->nin, j2);
-    }
-    snprintf(tail, sizeof tail, "%d, %d, xs, c%s%s", sn->nin, j, t || bn ? ", " : "",
-             t || bn ? t2 : "");
-    if (eval)
-        emit_f(e, "        if (train)\n");
-    if (bn)
-        emit_tbnin_call(e, ind, c, bn, true, emit_out(e, s), emit_out(e, c), tail);
-    else
-        emit_f(e, "%sFN(rt_conv2d_sums_%strain%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
-               "3, 1, 1, %s);\n", ind, t ? "then_" : "", e->S, emit_out(e, s), emit_out(e, c),
-               emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
-               n->u.conv.cout, tail);
-    if (!eval) {
-        emit_f(e, "    }");
-        return;
-    }
-    emit_f(e, "        else\n%sFN(rt_conv2d_sums_then_eval%s)(ctx, %s, %s, %s, %s, B, %d, %d, "
-           "%d, %d, 3, 1, 1, %d, %d, xs, c, %s);\n    }\n", ind, e->S, emit_out(e, s),
-           emit_out(e, c), emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c,
-           is->h, is->w, n->u.conv.cout, sn->nin, j, t2);
-}
-
 /* The BN + relu pair bn -> r runs right before node c (no live node
  * between) and c is the relu's one live reader. */
 static bool emit_pair_feeds(const Emit *e, int bn, int r, int c)
@@ -896,17 +846,83 @@ static int emit_conv_tbnin(const Emit *e, int c)
 }
 
 /* Whether the inference forward computes conv c's sum within it, and the
- * sum after it (rt_conv2d_sums_then_eval): a training sum of
- * emit_conv_sum3, or one of emit_conv_sum followed by emit_conv_sum_then's
- * sum when the conv does not apply its input's BN (emit_conv_bnin: the
- * 2-term form, rt_conv2d_bnin_sum_eval, then the second sum's own pass). */
+ * sum after it (rt_conv2d_sums_then_eval, or with its input's BN + relu
+ * rt_conv2d_bnin_sums_then_eval): a training sum of emit_conv_sum3, or one
+ * of emit_conv_sum followed by emit_conv_sum_then's sum. */
 static bool emit_conv_sums_eval(const Emit *e, int c)
 {
     if (emit_conv_sum3(e, c))
         return true;
-    int s = emit_conv_sum(e, c);
-    return s && emit_conv_sum_then(e, c, s) && !emit_conv_bnin(e, c);
+    int s = emit_conv_sum(e, c), t = s ? emit_conv_sum_then(e, c, s) : 0;
+    if (!t)
+        return false;
+    /* with its input's BN (read as x, h not written): the second sum's
+     * output must leave x as it was */
+    int bn = emit_conv_bnin(e, c);
+    return !bn || !emit_bufs_overlap(e->p, e->p->nodes[t].out,
+                                     e->p->nodes[e->g->nodes[bn].in[0]].out);
 }
+
+/* Conv c computing sum s (emit_conv_sum, emit_conv_sum3) and then sum t
+ * (emit_conv_sum_then; 0: none) within it in training, with its input's BN
+ * + relu bn (emit_conv_tbnin; 0: none), what the comment's words: with
+ * eval, inference too (emit_conv_sums_eval, rt_conv2d_sums_then_eval or with
+ * its input's BN rt_conv2d_bnin_sums_then_eval), one
+ * block sharing the sums' arrays; without, the `if (train) {` block, and
+ * the caller emits what follows its closing brace. */
+static void emit_conv_sums(Emit *e, int c, int s, int t, int bn, bool eval, const char *what)
+{
+    const IrNode *n = &e->g->nodes[c], *sn = &e->g->nodes[s], *tn = &e->g->nodes[t];
+    const IrShape *is = &e->g->nodes[n->in[0]].shape;
+    const char *ind = eval ? "            " : "        ";
+    int j = 0, j2 = 0;
+    while (sn->in[j] != c)
+        j++;
+    if (eval)
+        emit_f(e, "    {   /* training %s; inference with the sum%s */\n", what,
+               t ? "s" : "");
+    else
+        emit_f(e, "    if (train) {    /* %s */\n", what);
+    emit_coefs(e, sn);
+    emit_xs(e, sn);
+    char tail[192], t2[96] = "NULL, 0, 0, NULL, NULL";
+    if (t) {
+        while (tn->in[j2] != s)
+            j2++;
+        emit_coefs_as(e, tn, "c2");
+        emit_xs_as(e, tn, "xs2");
+        snprintf(t2, sizeof t2, "%s, %d, %d, xs2, c2", emit_out(e, t), tn->nin, j2);
+    }
+    snprintf(tail, sizeof tail, "%d, %d, xs, c%s%s", sn->nin, j, t || bn ? ", " : "",
+             t || bn ? t2 : "");
+    if (eval)
+        emit_f(e, "        if (train)\n");
+    if (bn)
+        emit_tbnin_call(e, ind, c, bn, true, emit_out(e, s), emit_out(e, c), tail);
+    else
+        emit_f(e, "%sFN(rt_conv2d_sums_%strain%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
+               "3, 1, 1, %s);\n", ind, t ? "then_" : "", e->S, emit_out(e, s), emit_out(e, c),
+               emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
+               n->u.conv.cout, tail);
+    if (!eval) {
+        emit_f(e, "    }");
+        return;
+    }
+    int ib = emit_conv_bnin(e, c);
+    if (ib) {   /* with its input's BN + relu (emit_conv_bnin) */
+        emit_f(e, "        else\n%sFN(rt_conv2d_bnin_sums_then_eval%s)(ctx, %s, %s, ", ind, e->S,
+               emit_out(e, s), emit_out(e, c));
+        emit_bnin_args(e, c, ib);
+        emit_f(e, "%d, %d, xs, c, %s);\n    }\n", sn->nin, j, t2);
+        return;
+    }
+    emit_f(e, "        else\n%sFN(rt_conv2d_sums_then_eval%s)(ctx, %s, %s, %s, %s, B, %d, %d, "
+           "%d, %d, 3, 1, 1, %d, %d, xs, c, %s);\n    }\n", ind, e->S, emit_out(e, s),
+           emit_out(e, c), emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c,
+           is->h, is->w, n->u.conv.cout, sn->nin, j, t2);
+}
+
+
 
 /* The fused conv c and sum s (emit_conv_sum), training and inference. */
 static void emit_conv_sum_call(Emit *e, int c, int s)

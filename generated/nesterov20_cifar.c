@@ -379,7 +379,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 253952 * nB, act + 212992 * nB, B, 16, 32, 32, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -390,19 +390,13 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 262144 * nB, act + 253952 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19152, 32, 2, 1, xs, c, act + 245760 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19152, 32, 2, 1, xs, c, act + 245760 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_bnin_sums_then_eval)(ctx, act + 262144 * nB, act + 245760 * nB, act + 237568 * nB, act + 229376 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, P + 19088, P + 19120, buf + 224, buf + 256, 1e-05, nB * 114688, 2, 1, xs, c, act + 245760 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its input's bn and relu, and its sum */
-        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 262144 * nB, act + 237568 * nB, act + 229376 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, P + 19088, P + 19120, buf + 224, buf + 256, 1e-05, nB * 114688, -1, act + 253952 * nB, 1);
     /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x16x16 -> 32x16x16 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.281753525125321,
-            (T)-0.28175352512532087
-        };
-        const T *const xs[2] = { act + 262144 * nB, act + 253952 * nB };
-        FN(rt_sum_forward)(ctx, act + 245760 * nB, 2, xs, c, nB * 8192);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 34 stage2.step1.grad.bn0 = bn(stage2.y1): 32x16x16 -> 32x16x16 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -492,7 +486,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 339968 * nB, act + 319488 * nB, B, 32, 16, 16, 64, 2);
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -503,19 +497,13 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 344064 * nB, act + 339968 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84112, 64, 2, 1, xs, c, act + 335872 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84112, 64, 2, 1, xs, c, act + 335872 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_bnin_sums_then_eval)(ctx, act + 344064 * nB, act + 335872 * nB, act + 331776 * nB, act + 327680 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, P + 83984, P + 84048, buf + 608, buf + 672, 1e-05, nB * 163840, 2, 1, xs, c, act + 335872 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its input's bn and relu, and its sum */
-        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 344064 * nB, act + 331776 * nB, act + 327680 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, P + 83984, P + 84048, buf + 608, buf + 672, 1e-05, nB * 163840, -1, act + 339968 * nB, 1);
     /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x8x8 -> 64x8x8 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.281753525125321,
-            (T)-0.28175352512532087
-        };
-        const T *const xs[2] = { act + 344064 * nB, act + 339968 * nB };
-        FN(rt_sum_forward)(ctx, act + 335872 * nB, 2, xs, c, nB * 4096);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 58 stage3.step1.grad.bn0 = bn(stage3.y1): 64x8x8 -> 64x8x8 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */

@@ -379,7 +379,7 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 31 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 194432 * nB, act + 163072 * nB, B, 16, 28, 28, 32, 2);
     /* 32 stage2.x1 = sum(stage2.shortcut0, stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -390,19 +390,13 @@ static void FN(forward_2)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 200704 * nB, act + 194432 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18864, 32, 2, 1, xs, c, act + 188160 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18864, 32, 2, 1, xs, c, act + 188160 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_bnin_sums_then_eval)(ctx, act + 200704 * nB, act + 188160 * nB, act + 181888 * nB, act + 175616 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, P + 18800, P + 18832, buf + 224, buf + 256, 1e-05, nB * 87808, 2, 1, xs, c, act + 188160 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its input's bn and relu, and its sum */
-        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 200704 * nB, act + 181888 * nB, act + 175616 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, P + 18800, P + 18832, buf + 224, buf + 256, 1e-05, nB * 87808, -1, act + 194432 * nB, 1);
     /* 33 stage2.y1 = sum(stage2.x1, stage2.shortcut0): 32x14x14 -> 32x14x14 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.281753525125321,
-            (T)-0.28175352512532087
-        };
-        const T *const xs[2] = { act + 200704 * nB, act + 194432 * nB };
-        FN(rt_sum_forward)(ctx, act + 188160 * nB, 2, xs, c, nB * 6272);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 34 stage2.step1.grad.bn0 = bn(stage2.y1): 32x14x14 -> 32x14x14 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */
@@ -492,7 +486,7 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 260288 * nB, act + 244608 * nB, B, 32, 14, 14, 64, 2);
     /* 56 stage3.x1 = sum(stage3.shortcut0, stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    if (train) {    /* with its input's bn and relu (h not written), its sum and the sum after it */
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
         const T c[2] = {
             (T)1,
             (T)-1
@@ -503,19 +497,13 @@ static void FN(forward_3)(Model *m, int B, int train)
             (T)-0.28175352512532087
         };
         const T *const xs2[2] = { act + 263424 * nB, act + 260288 * nB };
-        FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83824, 64, 2, 1, xs, c, act + 257152 * nB, 2, 0, xs2, c2);
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83824, 64, 2, 1, xs, c, act + 257152 * nB, 2, 0, xs2, c2);
+        else
+            FN(rt_conv2d_bnin_sums_then_eval)(ctx, act + 263424 * nB, act + 257152 * nB, act + 254016 * nB, act + 250880 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, P + 83696, P + 83760, buf + 608, buf + 672, 1e-05, nB * 125440, 2, 1, xs, c, act + 257152 * nB, 2, 0, xs2, c2);
     }
-    else    /* with its input's bn and relu, and its sum */
-        FN(rt_conv2d_bnin_sum_eval)(ctx, act + 263424 * nB, act + 254016 * nB, act + 250880 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, P + 83696, P + 83760, buf + 608, buf + 672, 1e-05, nB * 125440, -1, act + 260288 * nB, 1);
     /* 57 stage3.y1 = sum(stage3.x1, stage3.shortcut0): 64x7x7 -> 64x7x7 */
-    if (!train) {    /* training: with its conv above */
-        const T c[2] = {
-            (T)1.281753525125321,
-            (T)-0.28175352512532087
-        };
-        const T *const xs[2] = { act + 263424 * nB, act + 260288 * nB };
-        FN(rt_sum_forward)(ctx, act + 257152 * nB, 2, xs, c, nB * 3136);
-    }
+    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
     /* 58 stage3.step1.grad.bn0 = bn(stage3.y1): 64x7x7 -> 64x7x7 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
     /* inference: in the conv below, as it reads its input */

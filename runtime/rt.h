@@ -222,6 +222,8 @@ static inline int rt_conv_out(int n, int k, int stride, int pad)
  *   with train 0 into conv, then the two sum_forward calls (out2 NULL: the
  *   first alone), the same bytes; the float build's Winograd path writes
  *   the sums as it copies the conv's rows out and never writes conv.
+ *   conv2d_bnin_sums_then_eval is bn_relu_forward_eval (h = relu(bn(x)))
+ *   followed by it reading h; h as in conv2d_bnin_bn_eval.
  * xent probs[B][K]; returns the mean loss; backward writes
  *   dlogits = (probs - onehot(labels)) / B. */
 #define RT_DECLARE_KERNELS(T, S)                                                         \
@@ -259,6 +261,11 @@ void rt_conv2d_sums_then_eval##S(const RtCtx *ctx, T *out, T *conv, const T *in,
         const T *w, int B, int Cin, int H, int W, int Cout, int K, int stride, int pad, \
         int n, int j, const T *const *xs, const T *c, T *out2, int n2, int j2,          \
         const T *const *xs2, const T *c2);                                              \
+void rt_conv2d_bnin_sums_then_eval##S(const RtCtx *ctx, T *out, T *conv, T *h,          \
+        const T *x, const T *w, int B, int Cin, int H, int W, int Cout, int K, int stride, \
+        int pad, const T *igamma, const T *ibeta, const T *imean, const T *ivar,        \
+        double ieps, size_t isite, int n, int j, const T *const *xs, const T *c,        \
+        T *out2, int n2, int j2, const T *const *xs2, const T *c2);                     \
 void rt_conv2d_backward##S(const RtCtx *ctx, T *din, int acc, T *dw, const T *dout,     \
         const T *in, const T *w,                                                        \
         int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);           \

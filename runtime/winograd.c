@@ -1058,6 +1058,30 @@ void rt_conv2d_bnin_sum_eval(const RtCtx *ctx, float *out, float *h, const float
     rt_conv2d_sum_eval(ctx, out, h, w, B, Cin, H, W, Cout, K, stride, pad, cc, r, cr);
 }
 
+/* rt_bn_relu_forward_eval (h = relu(bn(x))) then rt_conv2d_sums_then_eval on
+ * h; h as in rt_conv2d_bnin_bn_eval. */
+void rt_conv2d_bnin_sums_then_eval(const RtCtx *ctx, float *out, float *conv, float *h,
+                                   const float *x, const float *w, int B, int Cin, int H, int W,
+                                   int Cout, int K, int stride, int pad, const float *igamma,
+                                   const float *ibeta, const float *imean, const float *ivar,
+                                   double ieps, size_t isite, int n, int j,
+                                   const float *const *xs, const float *c, float *out2, int n2,
+                                   int j2, const float *const *xs2, const float *c2)
+{
+    BnIn bi = {igamma, ibeta, imean, ivar, ieps, NULL};
+    Epi ep = {.train = 1, .j = j, .out2 = out2, .j2 = j2, .bi = &bi};
+    const float *o[2] = {NULL, NULL};
+    if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
+        && sum_terms(o, ep.c, n, j, xs, c) && (!out2 || sum_terms(ep.q, ep.d, n2, j2, xs2, c2))) {
+        ep.r = o[0], ep.r2 = o[1];
+        if (forward_eval(ctx, out, x, w, B, Cin, H, W, Cout, &ep))
+            return;
+    }
+    rt_bn_relu_forward_eval(ctx, h, x, igamma, ibeta, imean, ivar, B, Cin, H * W, ieps, isite);
+    rt_conv2d_sums_then_eval(ctx, out, conv, h, w, B, Cin, H, W, Cout, K, stride, pad, n, j, xs,
+                             c, out2, n2, j2, xs2, c2);
+}
+
 void rt_conv2d_bnin_bn_eval_d(const RtCtx *ctx, double *out, double *h, const double *x,
                               const double *w, int B, int Cin, int H, int W, int Cout, int K,
                               int stride, int pad, const double *igamma, const double *ibeta,
@@ -1173,6 +1197,20 @@ void rt_conv2d_sums_then_eval_d(const RtCtx *ctx, double *out, double *conv,
 {
     rt_conv2d_sums_then_train_d(ctx, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, n, j,
                                 xs, c, out2, n2, j2, xs2, c2);
+}
+
+void rt_conv2d_bnin_sums_then_eval_d(const RtCtx *ctx, double *out, double *conv, double *h,
+                                     const double *x, const double *w, int B, int Cin, int H,
+                                     int W, int Cout, int K, int stride, int pad,
+                                     const double *igamma, const double *ibeta,
+                                     const double *imean, const double *ivar, double ieps,
+                                     size_t isite, int n, int j, const double *const *xs,
+                                     const double *c, double *out2, int n2, int j2,
+                                     const double *const *xs2, const double *c2)
+{
+    rt_bn_relu_forward_eval_d(ctx, h, x, igamma, ibeta, imean, ivar, B, Cin, H * W, ieps, isite);
+    rt_conv2d_sums_then_eval_d(ctx, out, conv, h, w, B, Cin, H, W, Cout, K, stride, pad, n, j,
+                               xs, c, out2, n2, j2, xs2, c2);
 }
 
 void rt_conv2d_sums_train_d(const RtCtx *ctx, double *out, double *conv, const double *in,

@@ -476,11 +476,13 @@ START_TEST(test_sums_in_conv)
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_conv3x3_sums_train)("), 6);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 3);
-    /* inference: the extrapolation in the conv too, but after the two convs
-     * that apply their input's BN (rt_conv2d_bnin_sum_eval, stages 2 and 3) */
+    /* inference: the extrapolation in the conv too, also where the conv
+     * applies its input's BN (rt_conv2d_bnin_sums_then_eval, stages 2 and 3):
+     * no sum pass left in the forward */
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_eval)("), 4);
-    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_bnin_sum_eval)("), 2);
-    ck_assert_int_eq(count_of(out, "FN(rt_sum_forward)("), 2);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_bnin_sums_then_eval)("), 2);
+    ck_assert_int_eq(count_of(out, "FN(rt_conv2d_bnin_sum_eval)("), 0);
+    ck_assert_int_eq(count_of(out, "FN(rt_sum_forward)("), 0);
     /* the extrapolation's backward within its BN's (rt_bn_relu_backward_then):
      * the 3 sums left are the first steps' x1 (the shortcut's pad) */
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_backward_then)("), 6);

@@ -526,6 +526,31 @@ static void check_sum_train(const Shape *s, int variant)
                                   "%s sums_then_eval %d->%d: Winograd wrote the conv's buffer",
                                   tag, C, Co);
             }
+            /* with the input's BN + relu (rt_conv2d_bnin_sums_then_eval): the
+             * bytes of rt_bn_relu_forward_eval into h, then the above on h */
+            {
+                float *bp = tu_calloc(4 * (size_t)C, sizeof(float));
+                float *hh = tu_calloc(ni, sizeof(float)), *hr = tu_calloc(ni, sizeof(float));
+                for (int k = 0; k < C; k++)
+                    bp[k] = 1.1f, bp[C + k] = 0.1f, bp[2 * C + k] = 0.05f, bp[3 * C + k] = 0.9f;
+                rt_bn_relu_forward_eval(&ctx, hr, inf, bp, bp + C, bp + 2 * C, bp + 3 * C, B, C,
+                                        H * W, 1e-5, 0);
+                rt_conv2d_forward_mode(&ctx, 0, conv, hr, wf, B, C, H, W, Co, 3, 1, 1);
+                rt_sum_forward(&ctx, ref, n, xr, c, no);
+                rt_sum_forward(&ctx, ref2, n2, xr2, c2, no);
+                memcpy(t1, rf, no * sizeof(float));
+                for (size_t i = 0; i < no; i++)
+                    cbuf[i] = 1e30f, out[i] = o2[i] = -1e30f;
+                rt_conv2d_bnin_sums_then_eval(&ctx, out, cbuf, hh, inf, wf, B, C, H, W, Co, 3, 1,
+                                              1, bp, bp + C, bp + 2 * C, bp + 3 * C, 1e-5, 0, n,
+                                              j, xf, c, dst2, n2, j2, xf2, c2);
+                ck_assert_msg(memcmp(out, ref, no * sizeof(float)) == 0
+                                  && memcmp(dst2, ref2, no * sizeof(float)) == 0,
+                              "%s bnin_sums_then_eval %d->%d %dx%d B%d t%d case %d: not the bytes "
+                              "of the BN, the inference conv and the sums", tag, C, Co, H, W, B,
+                              th, v);
+                free(bp), free(hh), free(hr);
+            }
             free(ctx.scratch);
         }
     free(q), free(t1), free(ref2), free(o2);
