@@ -654,18 +654,59 @@ static int emit_sum_conv(const Emit *e, int s)
  * live node after s, a sum of 2 or 3 terms with numbers for coefficients,
  * s once among them, c not, the others computed before s (before c, or
  * the term that runs between c and s; momentum's x + v,
- * Nesterov's extrapolation), whose output shares no memory with c's input
+ * Nesterov's extrapolation) or after s, before t (emit_then_between: then
+ * the three run at t's step), whose output shares no memory with c's input
  * or s's output, and of each other term of the two sums either none or all
  * (each pixel of a term is read before that pixel of the output is
  * written); it may be c's output, which is dead once s is written. */
+/* The next live node after node j (g->nnodes: none). */
+static int emit_live_after(const Emit *e, int j)
+{
+    do
+        j++;
+    while (j < e->g->nnodes && !e->p->nodes[j].live);
+    return j;
+}
+
+/* Whether node o may run between conv c's sum s (emit_conv_sum3, run at
+ * c's step) and the sum t after it when the three run at t's step
+ * (emit_sums_late): o is a term of t, reads neither c nor s, and writes no
+ * memory that c's input, s's or t's output or s's terms have (t's output
+ * is then the conv's scratch: o may have the conv's own memory). */
+static bool emit_then_between(const Emit *e, int c, int s, int o, int t)
+{
+    const IrGraph *g = e->g;
+    const Plan *p = e->p;
+    int oo = p->nodes[o].out, term = 0;
+    if (oo < 0 || emit_prefix_stride(e, o) || emit_conv_sum3(e, c) != s)
+        return false;
+    for (int k = 0; k < g->nodes[t].nin; k++)
+        term |= g->nodes[t].in[k] == o;
+    for (int k = 0; k < g->nodes[o].nin; k++)
+        if (g->nodes[o].in[k] == c || g->nodes[o].in[k] == s)
+            return false;
+    /* t's output is the conv's scratch there (emit_conv_sums): o's must be apart */
+    if (!term || emit_bufs_overlap(p, oo, p->nodes[g->nodes[c].in[0]].out)
+        || emit_bufs_overlap(p, oo, p->nodes[s].out) || emit_bufs_overlap(p, oo, p->nodes[t].out))
+        return false;
+    for (int k = 0; k < g->nodes[s].nin; k++)
+        if (g->nodes[s].in[k] != c && emit_bufs_overlap(p, oo, p->nodes[g->nodes[s].in[k]].out))
+            return false;
+    return true;
+}
+
 static int emit_conv_sum_then(const Emit *e, int c, int s)
 {
     const IrGraph *g = e->g;
-    int t = s + 1;
-    while (t < g->nnodes && !e->p->nodes[t].live)
-        t++;
+    int t = emit_live_after(e, s), o = 0;
     if (t >= g->nnodes || t == g->output || emit_sum_conv(e, s) != c)
         return 0;
+    if (g->nodes[t].op != OP_SUM) {     /* a term of the next sum between them */
+        o = t;
+        t = emit_live_after(e, o);
+        if (t >= g->nnodes || t == g->output || !emit_then_between(e, c, s, o, t))
+            return 0;
+    }
     const IrNode *tn = &g->nodes[t], *sn = &g->nodes[s];
     if (tn->op != OP_SUM || tn->nin < 2 || tn->nin > 3 || emit_prefix_stride(e, t))
         return 0;
@@ -682,7 +723,17 @@ static int emit_conv_sum_then(const Emit *e, int c, int s)
         if (sn->in[k] != c && !emit_bufs_same(p, to, ob) && emit_bufs_overlap(p, to, ob))
             return 0;
     }
-    return emit_sum_terms(e, t, s, s, true) == 1 ? t : 0;
+    return emit_sum_terms(e, t, s, o ? o : s, true) == 1 ? t : 0;
+}
+
+/* The sum after conv c's sum when the conv, its sum and that sum run at
+ * that sum's step, a term of it running between them (emit_then_between:
+ * momentum's x + v after the shortcut's pad at a stage's first step); else
+ * 0 (they run at c's step, or at its sum's: emit_conv_sum). */
+static int emit_sums_late(const Emit *e, int c)
+{
+    int s = emit_conv_sum3(e, c), t = s ? emit_conv_sum_then(e, c, s) : 0;
+    return t && !emit_next_live(e, s, t) ? t : 0;
 }
 
 /* The training call of conv c running its input's BN + relu bn
@@ -842,6 +893,9 @@ static int emit_conv_tbnin(const Emit *e, int c)
     int t = s ? emit_conv_sum_then(&f, c, s) : 0, xo = e->p->nodes[x].out;
     if (t && emit_bufs_overlap(e->p, e->p->nodes[t].out, xo))
         return 0;
+    if (t && !emit_next_live(&f, s, t)     /* the term run before them must leave x */
+        && emit_bufs_overlap(e->p, e->p->nodes[emit_live_after(&f, s)].out, xo))
+        return 0;
     return emit_bufs_overlap(e->p, e->p->nodes[s ? s : c].out, xo) ? 0 : bn;
 }
 
@@ -878,13 +932,21 @@ static void emit_conv_sums(Emit *e, int c, int s, int t, int bn, bool eval, cons
     int j = 0, j2 = 0;
     while (sn->in[j] != c)
         j++;
+    /* the conv's scratch (what the paths that write it write): its own
+     * output, or where the three run at t's step (emit_sums_late), whose
+     * term between may have the conv's memory, t's output */
+    char cv[64];
+    snprintf(cv, sizeof cv, "%s", emit_out(e, t && emit_sums_late(e, c) == t ? t : c));
     if (eval)
         emit_f(e, "    {   /* training %s; inference with the sum%s */\n", what,
                t ? "s" : "");
     else
         emit_f(e, "    if (train) {    /* %s */\n", what);
     emit_coefs(e, sn);
-    emit_xs(e, sn);
+    emit_f(e, "        const %s *const xs[%d] = {", e->T, sn->nin);
+    for (int k = 0; k < sn->nin; k++)
+        emit_f(e, "%s%s", k ? ", " : " ", sn->in[k] == c ? cv : emit_out(e, sn->in[k]));
+    emit_f(e, " };\n");
     char tail[192], t2[96] = "NULL, 0, 0, NULL, NULL";
     if (t) {
         while (tn->in[j2] != s)
@@ -898,10 +960,10 @@ static void emit_conv_sums(Emit *e, int c, int s, int t, int bn, bool eval, cons
     if (eval)
         emit_f(e, "        if (train)\n");
     if (bn)
-        emit_tbnin_call(e, ind, c, bn, true, emit_out(e, s), emit_out(e, c), tail);
+        emit_tbnin_call(e, ind, c, bn, true, emit_out(e, s), cv, tail);
     else
         emit_f(e, "%sFN(rt_conv2d_sums_%strain%s)(ctx, %s, %s, %s, %s, B, %d, %d, %d, %d, "
-               "3, 1, 1, %s);\n", ind, t ? "then_" : "", e->S, emit_out(e, s), emit_out(e, c),
+               "3, 1, 1, %s);\n", ind, t ? "then_" : "", e->S, emit_out(e, s), cv,
                emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
                n->u.conv.cout, tail);
     if (!eval) {
@@ -911,18 +973,16 @@ static void emit_conv_sums(Emit *e, int c, int s, int t, int bn, bool eval, cons
     int ib = emit_conv_bnin(e, c);
     if (ib) {   /* with its input's BN + relu (emit_conv_bnin) */
         emit_f(e, "        else\n%sFN(rt_conv2d_bnin_sums_then_eval%s)(ctx, %s, %s, ", ind, e->S,
-               emit_out(e, s), emit_out(e, c));
+               emit_out(e, s), cv);
         emit_bnin_args(e, c, ib);
         emit_f(e, "%d, %d, xs, c, %s);\n    }\n", sn->nin, j, t2);
         return;
     }
     emit_f(e, "        else\n%sFN(rt_conv2d_sums_then_eval%s)(ctx, %s, %s, %s, %s, B, %d, %d, "
            "%d, %d, 3, 1, 1, %d, %d, xs, c, %s);\n    }\n", ind, e->S, emit_out(e, s),
-           emit_out(e, c), emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c,
+           cv, emit_out(e, n->in[0]), emit_param(e, "P", n->u.conv.w), is->c,
            is->h, is->w, n->u.conv.cout, sn->nin, j, t2);
 }
-
-
 
 /* The fused conv c and sum s (emit_conv_sum), training and inference. */
 static void emit_conv_sum_call(Emit *e, int c, int s)
@@ -1082,6 +1142,10 @@ void emit_forward_node(Emit *e, const IrNode *n)
         }
         if ((bnc = emit_conv_sum3(e, n->id))) {
             /* the 3- or 1-term sum reading this conv within it */
+            if (emit_sums_late(e, n->id)) {
+                emit_f(e, "    /* with its sum and the sum after it, below */\n");
+                break;
+            }
             int t = emit_conv_sum_then(e, n->id, bnc), tb = emit_conv_tbnin(e, n->id);
             char what[96];
             snprintf(what, sizeof what, "with %sits sum below%s",
@@ -1178,9 +1242,18 @@ void emit_forward_node(Emit *e, const IrNode *n)
                 || (c && emit_conv_sum_then(e, c, n->in[k]) == n->id))
                 sum_conv = c ? c : n->in[k];
         }
+        int late = sum_conv ? emit_sums_late(e, sum_conv) : 0;
+        if (late && late == n->id) {    /* the conv and both sums, here */
+            int c = sum_conv, tb = emit_conv_tbnin(e, c);
+            char what[96];
+            snprintf(what, sizeof what, "with %sits sum and the sum after it",
+                     tb ? "its input's bn and relu (h not written), " : "");
+            emit_conv_sums(e, c, emit_conv_sum3(e, c), n->id, tb, true, what);
+            break;
+        }
         if (sum_conv && emit_conv_sums_eval(e, sum_conv)) {
-            emit_f(e, "    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) "
-                   "*/\n");
+            emit_f(e, "    /* computed with its conv %s (rt_conv2d_sums_then_train / _eval) "
+                   "*/\n", late ? "below" : "above");
             break;
         }
         emit_f(e, "    %s{%s\n", sum_conv ? "if (!train) " : "",

@@ -387,28 +387,26 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x16x16 -> 32x16x16 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x16x16 -> 32x16x16 */
-    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.09999999999999998
-        };
-        const T *const xs[1] = { act + 245760 * nB };
-        if (train)
-            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 253952 * nB, act + 245760 * nB, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19152, 32, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-        else
-            FN(rt_conv2d_sums_then_eval)(ctx, act + 253952 * nB, act + 245760 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-    }
+    /* with its sum and the sum after it, below */
     /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x16x16 -> 32x16x16 */
-    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
+    /* computed with its conv below (rt_conv2d_sums_then_train / _eval) */
     /* 33 stage2.shortcut0 = pad(stage1.x3): 16x32x32 -> 32x16x16 */
     FN(rt_pad_forward)(ctx, act + 245760 * nB, act + 163840 * nB, B, 16, 32, 32, 32, 2);
     /* 34 stage2.x1 = sum(stage2.shortcut0, stage2.v1): 32x16x16 -> 32x16x16 */
-    {
-        const T c[2] = {
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[1] = { act + 262144 * nB };
+        const T c2[2] = {
             (T)1,
             (T)1
         };
-        const T *const xs[2] = { act + 245760 * nB, act + 253952 * nB };
-        FN(rt_sum_forward)(ctx, act + 262144 * nB, 2, xs, c, nB * 8192);
+        const T *const xs2[2] = { act + 245760 * nB, act + 253952 * nB };
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 253952 * nB, act + 262144 * nB, act + 237568 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 229376 * nB, P + 19088, P + 19120, B, 32, 16, 16, 0.1, 1e-05, nB * 114688, P + 19152, 32, 1, 0, xs, c, act + 262144 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 253952 * nB, act + 262144 * nB, act + 237568 * nB, P + 19152, B, 32, 16, 16, 32, 3, 1, 1, 1, 0, xs, c, act + 262144 * nB, 2, 1, xs2, c2);
     }
     /* 35 stage2.step1.grad.bn0 = bn(stage2.x1): 32x16x16 -> 32x16x16 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
@@ -510,28 +508,26 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x8x8 -> 64x8x8 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x8x8 -> 64x8x8 */
-    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.09999999999999998
-        };
-        const T *const xs[1] = { act + 335872 * nB };
-        if (train)
-            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 339968 * nB, act + 335872 * nB, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84112, 64, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-        else
-            FN(rt_conv2d_sums_then_eval)(ctx, act + 339968 * nB, act + 335872 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-    }
+    /* with its sum and the sum after it, below */
     /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x8x8 -> 64x8x8 */
-    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
+    /* computed with its conv below (rt_conv2d_sums_then_train / _eval) */
     /* 58 stage3.shortcut0 = pad(stage2.x3): 32x16x16 -> 64x8x8 */
     FN(rt_pad_forward)(ctx, act + 335872 * nB, act + 294912 * nB, B, 32, 16, 16, 64, 2);
     /* 59 stage3.x1 = sum(stage3.shortcut0, stage3.v1): 64x8x8 -> 64x8x8 */
-    {
-        const T c[2] = {
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[1] = { act + 344064 * nB };
+        const T c2[2] = {
             (T)1,
             (T)1
         };
-        const T *const xs[2] = { act + 335872 * nB, act + 339968 * nB };
-        FN(rt_sum_forward)(ctx, act + 344064 * nB, 2, xs, c, nB * 4096);
+        const T *const xs2[2] = { act + 335872 * nB, act + 339968 * nB };
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 339968 * nB, act + 344064 * nB, act + 331776 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 327680 * nB, P + 83984, P + 84048, B, 64, 8, 8, 0.1, 1e-05, nB * 163840, P + 84112, 64, 1, 0, xs, c, act + 344064 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 339968 * nB, act + 344064 * nB, act + 331776 * nB, P + 84112, B, 64, 8, 8, 64, 3, 1, 1, 1, 0, xs, c, act + 344064 * nB, 2, 1, xs2, c2);
     }
     /* 60 stage3.step1.grad.bn0 = bn(stage3.x1): 64x8x8 -> 64x8x8 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */

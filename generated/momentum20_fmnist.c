@@ -387,28 +387,26 @@ static void FN(forward_2)(Model *m, int B, int train)
     /* 30 stage2.step0.grad.relu1 = relu(stage2.step0.grad.bn1): 32x14x14 -> 32x14x14 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 31 stage2.step0.grad.conv1 = conv(stage2.step0.grad.relu1): 32x14x14 -> 32x14x14 */
-    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.09999999999999998
-        };
-        const T *const xs[1] = { act + 188160 * nB };
-        if (train)
-            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 194432 * nB, act + 188160 * nB, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18864, 32, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-        else
-            FN(rt_conv2d_sums_then_eval)(ctx, act + 194432 * nB, act + 188160 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-    }
+    /* with its sum and the sum after it, below */
     /* 32 stage2.v1 = sum(stage2.step0.grad.conv1): 32x14x14 -> 32x14x14 */
-    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
+    /* computed with its conv below (rt_conv2d_sums_then_train / _eval) */
     /* 33 stage2.shortcut0 = pad(stage1.x3): 16x28x28 -> 32x14x14 */
     FN(rt_pad_forward)(ctx, act + 188160 * nB, act + 125440 * nB, B, 16, 28, 28, 32, 2);
     /* 34 stage2.x1 = sum(stage2.shortcut0, stage2.v1): 32x14x14 -> 32x14x14 */
-    {
-        const T c[2] = {
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[1] = { act + 200704 * nB };
+        const T c2[2] = {
             (T)1,
             (T)1
         };
-        const T *const xs[2] = { act + 188160 * nB, act + 194432 * nB };
-        FN(rt_sum_forward)(ctx, act + 200704 * nB, 2, xs, c, nB * 6272);
+        const T *const xs2[2] = { act + 188160 * nB, act + 194432 * nB };
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 194432 * nB, act + 200704 * nB, act + 181888 * nB, fix + 224, fix + 256, buf + 224, buf + 256, act + 175616 * nB, P + 18800, P + 18832, B, 32, 14, 14, 0.1, 1e-05, nB * 87808, P + 18864, 32, 1, 0, xs, c, act + 200704 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 194432 * nB, act + 200704 * nB, act + 181888 * nB, P + 18864, B, 32, 14, 14, 32, 3, 1, 1, 1, 0, xs, c, act + 200704 * nB, 2, 1, xs2, c2);
     }
     /* 35 stage2.step1.grad.bn0 = bn(stage2.x1): 32x14x14 -> 32x14x14 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */
@@ -510,28 +508,26 @@ static void FN(forward_3)(Model *m, int B, int train)
     /* 55 stage3.step0.grad.relu1 = relu(stage3.step0.grad.bn1): 64x7x7 -> 64x7x7 */
     /* computed with its bn above (rt_bn_relu_forward) */
     /* 56 stage3.step0.grad.conv1 = conv(stage3.step0.grad.relu1): 64x7x7 -> 64x7x7 */
-    {   /* training with its input's bn and relu (h not written), its sum below; inference with the sum */
-        const T c[1] = {
-            /* -(1 - g) */ (T)-0.09999999999999998
-        };
-        const T *const xs[1] = { act + 257152 * nB };
-        if (train)
-            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 260288 * nB, act + 257152 * nB, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83824, 64, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-        else
-            FN(rt_conv2d_sums_then_eval)(ctx, act + 260288 * nB, act + 257152 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, 1, 0, xs, c, NULL, 0, 0, NULL, NULL);
-    }
+    /* with its sum and the sum after it, below */
     /* 57 stage3.v1 = sum(stage3.step0.grad.conv1): 64x7x7 -> 64x7x7 */
-    /* computed with its conv above (rt_conv2d_sums_then_train / _eval) */
+    /* computed with its conv below (rt_conv2d_sums_then_train / _eval) */
     /* 58 stage3.shortcut0 = pad(stage2.x3): 32x14x14 -> 64x7x7 */
     FN(rt_pad_forward)(ctx, act + 257152 * nB, act + 225792 * nB, B, 32, 14, 14, 64, 2);
     /* 59 stage3.x1 = sum(stage3.shortcut0, stage3.v1): 64x7x7 -> 64x7x7 */
-    {
-        const T c[2] = {
+    {   /* training with its input's bn and relu (h not written), its sum and the sum after it; inference with the sums */
+        const T c[1] = {
+            /* -(1 - g) */ (T)-0.09999999999999998
+        };
+        const T *const xs[1] = { act + 263424 * nB };
+        const T c2[2] = {
             (T)1,
             (T)1
         };
-        const T *const xs[2] = { act + 257152 * nB, act + 260288 * nB };
-        FN(rt_sum_forward)(ctx, act + 263424 * nB, 2, xs, c, nB * 3136);
+        const T *const xs2[2] = { act + 257152 * nB, act + 260288 * nB };
+        if (train)
+            FN(rt_bn_relu_conv3x3_sums_train)(ctx, act + 260288 * nB, act + 263424 * nB, act + 254016 * nB, fix + 608, fix + 672, buf + 608, buf + 672, act + 250880 * nB, P + 83696, P + 83760, B, 64, 7, 7, 0.1, 1e-05, nB * 125440, P + 83824, 64, 1, 0, xs, c, act + 263424 * nB, 2, 1, xs2, c2);
+        else
+            FN(rt_conv2d_sums_then_eval)(ctx, act + 260288 * nB, act + 263424 * nB, act + 254016 * nB, P + 83824, B, 64, 7, 7, 64, 3, 1, 1, 1, 0, xs, c, act + 263424 * nB, 2, 1, xs2, c2);
     }
     /* 60 stage3.step1.grad.bn0 = bn(stage3.x1): 64x7x7 -> 64x7x7 */
     /* training: in the conv below (rt_bn_relu_conv3x3_train), h not written */

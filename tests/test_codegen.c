@@ -445,8 +445,9 @@ START_TEST(test_sums_in_conv)
     free(out);
     /* momentum: x + v after v = g v - (1 - g) grad in the same conv, training
      * and inference (rt_conv2d_sums_then_eval); step 0's v = -(1 - g) grad
-     * (one term) too, with x + v but where the shortcut's pad runs between
-     * (stages 2 and 3): their x + v the only sums left in the forward */
+     * (one term) too, with x + v, where the shortcut's pad runs between
+     * (stages 2 and 3) at x + v's step, after the pad, x + v's output the
+     * conv's scratch (the pad has the conv's memory): no sum pass left */
     optc_ok("emit examples/momentum.opt -n momentum20_cifar", &out);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_train)("), 0);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_train)("), 0);
@@ -454,13 +455,19 @@ START_TEST(test_sums_in_conv)
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_conv3x3_sums_train)("), 9);
     ck_assert_int_eq(count_of(out, "sum below and the sum after it; inference with the sums */"),
                      1);
-    ck_assert_int_eq(count_of(out, "its sum and the sum after it; inference with the sums */"), 6);
-    ck_assert_int_eq(count_of(out, "its sum below; inference with the sum */"), 2);
+    ck_assert_int_eq(count_of(out, "its sum and the sum after it; inference with the sums */"), 8);
+    ck_assert_int_eq(count_of(out, "with its sum and the sum after it, below */"), 2);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sums_then_eval)("), 9);
     ck_assert_int_eq(count_of(out, "FN(rt_bn_relu_forward_train)("), 3);
     ck_assert_int_eq(count_of(out, "FN(rt_conv2d_sum_eval)("), 0);
     ck_assert_int_eq(count_of(out, "if (!train) {    /* training: with its conv above */"), 0);
-    ck_assert_int_eq(count_of(out, "FN(rt_sum_forward)("), 2);
+    ck_assert_int_eq(count_of(out, "FN(rt_sum_forward)("), 0);
+    const char *pad2 = strstr(out, "stage2.shortcut0 = pad(stage1.x3)");
+    const char *x1 = strstr(out, "stage2.x1 = sum(stage2.shortcut0, stage2.v1)");
+    ck_assert_ptr_nonnull(pad2);
+    ck_assert_ptr_nonnull(x1);
+    ck_assert_ptr_eq(strstr(pad2, "FN(rt_bn_relu_conv3x3_sums_train)("),
+                     strstr(x1, "FN(rt_bn_relu_conv3x3_sums_train)("));    /* after the pad */
     /* the backward: x + v's sum and then v's within the BN's of x
      * (rt_bn_relu_backward_then), v's in 6 of 9: not after the head's BN
      * (the conv's gradient there has part of the BN's memory) nor where the
