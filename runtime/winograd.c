@@ -942,6 +942,52 @@ static int forward_eval(const RtCtx *ctx, float *out, const float *in, const flo
     return wino(ctx, 2, out, 0, in, w, wk, 9, 0, B, Cin, H, W, Cout, ep);
 }
 
+/* The conv with its sum and the sum after it (out2 NULL: none) written
+ * as its output rows are copied out (rt_conv2d_sums_then_train with train
+ * 1, the _eval forms with 0, bi their input's BN + relu applied as the
+ * input transform reads in): 0 where Winograd does not take it. */
+static int sums_fused(const RtCtx *ctx, int train, const BnIn *bi, float *out, const float *in,
+                      const float *w, int B, int Cin, int H, int W, int Cout, int K, int stride,
+                      int pad, int n, int j, const float *const *xs, const float *c, float *out2,
+                      int n2, int j2, const float *const *xs2, const float *c2)
+{
+    Epi ep = {.train = 1, .j = j, .out2 = out2, .j2 = j2, .bi = bi};
+    const float *o[2] = {NULL, NULL};
+    if (K != 3 || stride != 1 || pad != 1 || !sum_terms(o, ep.c, n, j, xs, c)
+        || (out2 && !sum_terms(ep.q, ep.d, n2, j2, xs2, c2)))
+        return 0;
+    ep.r = o[0], ep.r2 = o[1];
+    return train ? wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep)
+                 : forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep);
+}
+
+/* The same as its calls: the conv (rt_conv2d_forward_mode) into conv,
+ * then the sums. */
+static void sums_plain(const RtCtx *ctx, int train, float *out, float *conv, const float *in,
+                       const float *w, int B, int Cin, int H, int W, int Cout, int K, int stride,
+                       int pad, int n, const float *const *xs, const float *c, float *out2,
+                       int n2, const float *const *xs2, const float *c2)
+{
+    size_t len = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
+                 * (size_t)rt_conv_out(W, K, stride, pad);
+    rt_conv2d_forward_mode(ctx, train, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
+    rt_sum_forward(ctx, out, n, xs, c, len);
+    if (out2)
+        rt_sum_forward(ctx, out2, n2, xs2, c2, len);
+}
+
+/* sums_fused, else sums_plain. */
+static void sums_then(const RtCtx *ctx, int train, float *out, float *conv, const float *in,
+                      const float *w, int B, int Cin, int H, int W, int Cout, int K, int stride,
+                      int pad, int n, int j, const float *const *xs, const float *c, float *out2,
+                      int n2, int j2, const float *const *xs2, const float *c2)
+{
+    if (!sums_fused(ctx, train, NULL, out, in, w, B, Cin, H, W, Cout, K, stride, pad, n, j, xs,
+                    c, out2, n2, j2, xs2, c2))
+        sums_plain(ctx, train, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, n, xs, c,
+                   out2, n2, xs2, c2);
+}
+
 int rt_wino_forward_eval(const RtCtx *ctx, float *out, const float *in, const float *w,
                          int B, int Cin, int H, int W, int Cout)
 {
@@ -1069,17 +1115,12 @@ void rt_conv2d_bnin_sums_then_eval(const RtCtx *ctx, float *out, float *conv, fl
                                    int j2, const float *const *xs2, const float *c2)
 {
     BnIn bi = {igamma, ibeta, imean, ivar, ieps, NULL};
-    Epi ep = {.train = 1, .j = j, .out2 = out2, .j2 = j2, .bi = &bi};
-    const float *o[2] = {NULL, NULL};
-    if (K == 3 && stride == 1 && pad == 1 && !(ctx && ctx->branch)
-        && sum_terms(o, ep.c, n, j, xs, c) && (!out2 || sum_terms(ep.q, ep.d, n2, j2, xs2, c2))) {
-        ep.r = o[0], ep.r2 = o[1];
-        if (forward_eval(ctx, out, x, w, B, Cin, H, W, Cout, &ep))
-            return;
-    }
+    if (!(ctx && ctx->branch) && sums_fused(ctx, 0, &bi, out, x, w, B, Cin, H, W, Cout, K, stride,
+                                            pad, n, j, xs, c, out2, n2, j2, xs2, c2))
+        return;
     rt_bn_relu_forward_eval(ctx, h, x, igamma, ibeta, imean, ivar, B, Cin, H * W, ieps, isite);
-    rt_conv2d_sums_then_eval(ctx, out, conv, h, w, B, Cin, H, W, Cout, K, stride, pad, n, j, xs,
-                             c, out2, n2, j2, xs2, c2);
+    sums_plain(ctx, 0, out, conv, h, w, B, Cin, H, W, Cout, K, stride, pad, n, xs, c, out2, n2,
+               xs2, c2);
 }
 
 void rt_conv2d_bnin_bn_eval_d(const RtCtx *ctx, double *out, double *h, const double *x,
@@ -1122,20 +1163,8 @@ void rt_conv2d_sums_then_train(const RtCtx *ctx, float *out, float *conv, const 
                                const float *c, float *out2, int n2, int j2,
                                const float *const *xs2, const float *c2)
 {
-    Epi ep = {.train = 1, .j = j, .out2 = out2, .j2 = j2};
-    const float *o[2] = {NULL, NULL};
-    if (K == 3 && stride == 1 && pad == 1 && sum_terms(o, ep.c, n, j, xs, c)
-        && (!out2 || sum_terms(ep.q, ep.d, n2, j2, xs2, c2))) {
-        ep.r = o[0], ep.r2 = o[1];
-        if (wino(ctx, 2, out, 0, in, w, (ptrdiff_t)Cin * 9, 9, 0, B, Cin, H, W, Cout, &ep))
-            return;
-    }
-    size_t len = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
-                 * (size_t)rt_conv_out(W, K, stride, pad);
-    rt_conv2d_forward(ctx, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
-    rt_sum_forward(ctx, out, n, xs, c, len);
-    if (out2)
-        rt_sum_forward(ctx, out2, n2, xs2, c2, len);
+    sums_then(ctx, 1, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, n, j, xs, c, out2, n2,
+              j2, xs2, c2);
 }
 
 /* The inference twin of rt_conv2d_sums_then_train: the conv by the
@@ -1149,20 +1178,8 @@ void rt_conv2d_sums_then_eval(const RtCtx *ctx, float *out, float *conv, const f
                               const float *c, float *out2, int n2, int j2,
                               const float *const *xs2, const float *c2)
 {
-    Epi ep = {.train = 1, .j = j, .out2 = out2, .j2 = j2};
-    const float *o[2] = {NULL, NULL};
-    if (K == 3 && stride == 1 && pad == 1 && sum_terms(o, ep.c, n, j, xs, c)
-        && (!out2 || sum_terms(ep.q, ep.d, n2, j2, xs2, c2))) {
-        ep.r = o[0], ep.r2 = o[1];
-        if (forward_eval(ctx, out, in, w, B, Cin, H, W, Cout, &ep))
-            return;
-    }
-    size_t len = (size_t)B * Cout * (size_t)rt_conv_out(H, K, stride, pad)
-                 * (size_t)rt_conv_out(W, K, stride, pad);
-    rt_conv2d_forward_mode(ctx, 0, conv, in, w, B, Cin, H, W, Cout, K, stride, pad);
-    rt_sum_forward(ctx, out, n, xs, c, len);
-    if (out2)
-        rt_sum_forward(ctx, out2, n2, xs2, c2, len);
+    sums_then(ctx, 0, out, conv, in, w, B, Cin, H, W, Cout, K, stride, pad, n, j, xs, c, out2, n2,
+              j2, xs2, c2);
 }
 
 void rt_conv2d_sums_train(const RtCtx *ctx, float *out, float *conv, const float *in,
