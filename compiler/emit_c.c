@@ -649,16 +649,6 @@ static int emit_sum_conv(const Emit *e, int s)
     return 0;
 }
 
-/* In a stored build's training forward, the sum that conv node c's fused
- * sum s (emit_sum_conv) hands on within the same output copy: the next
- * live node after s, a sum of 2 or 3 terms with numbers for coefficients,
- * s once among them, c not, the others computed before s (before c, or
- * the term that runs between c and s; momentum's x + v,
- * Nesterov's extrapolation) or after s, before t (emit_then_between: then
- * the three run at t's step), whose output shares no memory with c's input
- * or s's output, and of each other term of the two sums either none or all
- * (each pixel of a term is read before that pixel of the output is
- * written); it may be c's output, which is dead once s is written. */
 /* The next live node after node j (g->nnodes: none). */
 static int emit_live_after(const Emit *e, int j)
 {
@@ -695,6 +685,17 @@ static bool emit_then_between(const Emit *e, int c, int s, int o, int t)
     return true;
 }
 
+/* In a stored build's training forward, the sum that conv node c's fused
+ * sum s (emit_sum_conv) hands on within the same output copy: the next
+ * live node after s (or after the one after s, a term of it:
+ * emit_then_between), a sum of 2 or 3 terms with numbers for coefficients,
+ * s once among them, c not, the others computed before s (before c, or
+ * the term that runs between c and s; momentum's x + v,
+ * Nesterov's extrapolation) or that term after s (then the three run at
+ * its step: emit_sums_late), whose output shares no memory with c's input
+ * or s's output, and of each other term of the two sums either none or all
+ * (each pixel of a term is read before that pixel of the output is
+ * written); it may be c's output, which is dead once s is written. */
 static int emit_conv_sum_then(const Emit *e, int c, int s)
 {
     const IrGraph *g = e->g;
@@ -739,7 +740,7 @@ static int emit_sums_late(const Emit *e, int c)
 /* The training call of conv c running its input's BN + relu bn
  * (emit_conv_tbnin): rt_bn_relu_conv3x3_train (into out, or with a 2-term
  * sum as rt_conv2d_sum_train, conv its scratch) or with sums
- * rt_bn_relu_conv3x3_sums_train, tail its last arguments. */
+ * rt_bn_relu_conv3x3_sums_train, tail its last arguments, ind its indent. */
 static void emit_tbnin_call(Emit *e, const char *ind, int c, int bn, bool sums,
                             const char *out, const char *conv, const char *tail)
 {
