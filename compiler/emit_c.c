@@ -660,7 +660,7 @@ static int emit_live_after(const Emit *e, int j)
 
 /* Whether node o may run between conv c's sum s (emit_conv_sum3, run at
  * c's step) and the sum t after it when the three run at t's step
- * (emit_sums_late): o is a term of t, reads neither c nor s, and writes no
+ * (emit_sums_step): o is a term of t, reads neither c nor s, and writes no
  * memory that c's input, s's or t's output or s's terms have (t's output
  * is then the conv's scratch: o may have the conv's own memory). */
 static bool emit_then_between(const Emit *e, int c, int s, int o, int t)
@@ -692,7 +692,7 @@ static bool emit_then_between(const Emit *e, int c, int s, int o, int t)
  * s once among them, c not, the others computed before s (before c, or
  * the term that runs between c and s; momentum's x + v,
  * Nesterov's extrapolation) or that term after s (then the three run at
- * its step: emit_sums_late), whose output shares no memory with c's input
+ * its step: emit_sums_step), whose output shares no memory with c's input
  * or s's output, and of each other term of the two sums either none or all
  * (each pixel of a term is read before that pixel of the output is
  * written); it may be c's output, which is dead once s is written. */
@@ -727,14 +727,22 @@ static int emit_conv_sum_then(const Emit *e, int c, int s)
     return emit_sum_terms(e, t, s, o ? o : s, true) == 1 ? t : 0;
 }
 
-/* The sum after conv c's sum when the conv, its sum and that sum run at
- * that sum's step, a term of it running between them (emit_then_between:
- * momentum's x + v after the shortcut's pad at a stage's first step); else
- * 0 (they run at c's step, or at its sum's: emit_conv_sum). */
-static int emit_sums_late(const Emit *e, int c)
+/* The step at which conv c and the sums it computes within it
+ * (emit_conv_sum, emit_conv_sum3, emit_conv_sum_then) run, training and
+ * inference: its sum's when the sum's other term runs between them
+ * (ResNet's shortcut pad), the sum after its sum when a term of that one
+ * runs between them (emit_then_between: momentum's x + v after the pad),
+ * else c's own; 0 when c computes no sum. */
+static int emit_sums_step(const Emit *e, int c)
 {
-    int s = emit_conv_sum3(e, c), t = s ? emit_conv_sum_then(e, c, s) : 0;
-    return t && !emit_next_live(e, s, t) ? t : 0;
+    int s = emit_conv_sum(e, c);
+    if (s) {
+        const IrNode *sn = &e->g->nodes[s];
+        return sn->in[0] > c || sn->in[1] > c ? s : c;
+    }
+    s = emit_conv_sum3(e, c);
+    int t = s ? emit_conv_sum_then(e, c, s) : 0;
+    return t && !emit_next_live(e, s, t) ? t : s ? c : 0;
 }
 
 /* The training call of conv c running its input's BN + relu bn
@@ -934,10 +942,10 @@ static void emit_conv_sums(Emit *e, int c, int s, int t, int bn, bool eval, cons
     while (sn->in[j] != c)
         j++;
     /* the conv's scratch (what the paths that write it write): its own
-     * output, or where the three run at t's step (emit_sums_late), whose
+     * output, or where the three run at t's step (emit_sums_step), whose
      * term between may have the conv's memory, t's output */
     char cv[64];
-    snprintf(cv, sizeof cv, "%s", emit_out(e, t && emit_sums_late(e, c) == t ? t : c));
+    snprintf(cv, sizeof cv, "%s", emit_out(e, t && emit_sums_step(e, c) == t ? t : c));
     if (eval)
         emit_f(e, "    {   /* training %s; inference with the sum%s */\n", what,
                t ? "s" : "");
@@ -1027,6 +1035,27 @@ static void emit_conv_sum_call(Emit *e, int c, int s)
            emit_out(e, s), in, emit_param(e, "P", n->u.conv.w), is->c, is->h, is->w,
            n->u.conv.cout, emit_num(e, sn->u.sum.coef[kc].c0),
            emit_out(e, sn->in[1 - kc]), emit_num(e, sn->u.sum.coef[1 - kc].c0));
+}
+
+/* Conv c's call with the sums it computes within it (emit_sums_step,
+ * emitted at that step): emit_conv_sum_call for a 2-term sum, else
+ * emit_conv_sums, training and inference. */
+static void emit_conv_sums_here(Emit *e, int c)
+{
+    int s = emit_conv_sum(e, c);
+    if (s) {
+        emit_conv_sum_call(e, c, s);
+        return;
+    }
+    s = emit_conv_sum3(e, c);
+    int t = emit_conv_sum_then(e, c, s), tb = emit_conv_tbnin(e, c);
+    const char *bn = tb ? "its input's bn and relu (h not written), " : "";
+    char what[96];
+    if (emit_sums_step(e, c) == c)
+        snprintf(what, sizeof what, "with %sits sum below%s", bn, t ? " and the sum after it" : "");
+    else
+        snprintf(what, sizeof what, "with %sits sum and the sum after it", bn);
+    emit_conv_sums(e, c, s, t, tb, true, what);
 }
 
 void emit_forward_node(Emit *e, const IrNode *n)
@@ -1131,28 +1160,16 @@ void emit_forward_node(Emit *e, const IrNode *n)
     }
     switch (n->op) {
     case OP_CONV:
-        if ((bnc = emit_conv_sum(e, n->id))) {
-            /* the sum reading this conv within it (training: as the sum
-             * rounds it, the conv's output is scratch; and inference) */
-            const IrNode *sn = &e->g->nodes[bnc];
-            if (sn->in[0] > n->id || sn->in[1] > n->id)
+        if ((bnc = emit_sums_step(e, n->id))) {
+            /* the sums reading this conv within it (training: as the sums
+             * round it, the conv's output is scratch; and inference), here
+             * or at a later step */
+            if (bnc == n->id)
+                emit_conv_sums_here(e, n->id);
+            else if (emit_conv_sum(e, n->id))
                 emit_f(e, "    /* with its sum below (rt_conv2d_sum_train / _eval) */\n");
             else
-                emit_conv_sum_call(e, n->id, bnc);
-            break;
-        }
-        if ((bnc = emit_conv_sum3(e, n->id))) {
-            /* the 3- or 1-term sum reading this conv within it */
-            if (emit_sums_late(e, n->id)) {
                 emit_f(e, "    /* with its sum and the sum after it, below */\n");
-                break;
-            }
-            int t = emit_conv_sum_then(e, n->id, bnc), tb = emit_conv_tbnin(e, n->id);
-            char what[96];
-            snprintf(what, sizeof what, "with %sits sum below%s",
-                     tb ? "its input's bn and relu (h not written), " : "",
-                     t ? " and the sum after it" : "");
-            emit_conv_sums(e, n->id, bnc, t, tb, true, what);
             break;
         }
         if ((bnc = emit_conv_bn(e, n->id))) {
@@ -1225,36 +1242,28 @@ void emit_forward_node(Emit *e, const IrNode *n)
                emit_num(e, n->u.bn.eps));
         break;
     case OP_SUM: {
-        int sum_conv = 0;   /* it runs with this conv (emit_conv_sum) */
-        for (int k = 0; k < n->nin; k++)
-            if (emit_conv_sum(e, n->in[k]) == n->id)
-                sum_conv = n->in[k];
-        if (sum_conv && (n->in[0] > sum_conv || n->in[1] > sum_conv)) {
-            emit_conv_sum_call(e, sum_conv, n->id);     /* the conv's step was before o's */
-            break;
-        }
-        if (sum_conv) {
-            emit_f(e, "    /* computed with its conv above (rt_conv2d_sum_train / _eval) */\n");
-            break;
-        }
+        /* the conv computing it within it: its sum's (then sum2 0), or
+         * the conv of the sum before it (emit_conv_sum_then) */
+        int sum_conv = 0, sum2 = 0;
         for (int k = 0; k < n->nin; k++) {
             int c = emit_sum_conv(e, n->in[k]);
-            if (emit_conv_sum3(e, n->in[k]) == n->id
-                || (c && emit_conv_sum_then(e, c, n->in[k]) == n->id))
-                sum_conv = c ? c : n->in[k];
+            if (emit_conv_sum(e, n->in[k]) == n->id || emit_conv_sum3(e, n->in[k]) == n->id)
+                sum_conv = n->in[k], sum2 = 0;
+            else if (c && emit_conv_sum_then(e, c, n->in[k]) == n->id)
+                sum_conv = c, sum2 = 1;
         }
-        int late = sum_conv ? emit_sums_late(e, sum_conv) : 0;
-        if (late && late == n->id) {    /* the conv and both sums, here */
-            int c = sum_conv, tb = emit_conv_tbnin(e, c);
-            char what[96];
-            snprintf(what, sizeof what, "with %sits sum and the sum after it",
-                     tb ? "its input's bn and relu (h not written), " : "");
-            emit_conv_sums(e, c, emit_conv_sum3(e, c), n->id, tb, true, what);
+        int step = sum_conv ? emit_sums_step(e, sum_conv) : 0;
+        if (step == n->id) {    /* the conv and its sums, here */
+            emit_conv_sums_here(e, sum_conv);
+            break;
+        }
+        if (sum_conv && !sum2 && emit_conv_sum(e, sum_conv)) {
+            emit_f(e, "    /* computed with its conv above (rt_conv2d_sum_train / _eval) */\n");
             break;
         }
         if (sum_conv && emit_conv_sums_eval(e, sum_conv)) {
             emit_f(e, "    /* computed with its conv %s (rt_conv2d_sums_then_train / _eval) "
-                   "*/\n", late ? "below" : "above");
+                   "*/\n", step > n->id ? "below" : "above");
             break;
         }
         emit_f(e, "    %s{%s\n", sum_conv ? "if (!train) " : "",
