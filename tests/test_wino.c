@@ -541,6 +541,8 @@ static void check_sum_train(const Shape *s, int variant)
                 memcpy(t1, rf, no * sizeof(float));
                 for (size_t i = 0; i < no; i++)
                     cbuf[i] = 1e30f, out[i] = o2[i] = -1e30f;
+                for (size_t i = 0; i < ni; i++)
+                    hh[i] = 1e30f;
                 rt_conv2d_bnin_sums_then_eval(&ctx, out, cbuf, hh, inf, wf, B, C, H, W, Co, 3, 1,
                                               1, bp, bp + C, bp + 2 * C, bp + 3 * C, 1e-5, 0, n,
                                               j, xf, c, dst2, n2, j2, xf2, c2);
@@ -549,6 +551,9 @@ static void check_sum_train(const Shape *s, int variant)
                               "%s bnin_sums_then_eval %d->%d %dx%d B%d t%d case %d: not the bytes "
                               "of the BN, the inference conv and the sums", tag, C, Co, H, W, B,
                               th, v);
+                if (taken)  /* the BN applied as the transform reads x: h not written */
+                    ck_assert_msg(hh[0] == 1e30f && hh[ni - 1] == 1e30f,
+                                  "%s bnin_sums_then_eval %d->%d: wrote h", tag, C, Co);
                 free(bp), free(hh), free(hr);
             }
             free(ctx.scratch);
