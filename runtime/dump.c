@@ -21,7 +21,14 @@
  * float.loss []; {double,float}.logits [B][K] (training forward),
  * .eval_logits [B][K] (the eval forward, before the training one),
  * .grad.T (parameters), .state.T (BN statistics after the training
- * forward); sgd.T (parameters after the two steps). Reading it
+ * forward); sgd.T (parameters after the two steps); float.pieces [P] and
+ * float.pieces_logits [B][K]: the float training forward run once more
+ * with a branch record (runtime/rt.h) from the same state, P = B x the
+ * network's piecewise elements per image: the piece (0..255) each element
+ * of each piecewise call took, the calls in node order, each call's
+ * elements in its tensor's order (an activation with a kink: 1 where its
+ * input is > 0), and that forward's logits (the training forward's, byte
+ * for byte, or the record is not the float code's). Reading it
  * in Python:
  *   idx = json.load(open(d + "/dump.json"))
  *   raw = torch.frombuffer(bytearray(open(d + "/dump.bin", "rb").read()), dtype=torch.float64)
@@ -68,6 +75,24 @@ static void dump_put(Dump *w, const char *prefix, const char *name, const float 
         fprintf(w->json, "%s%d", k ? ", " : "", dims[k]);
     fprintf(w->json, "]}");
     w->off += numel;
+    w->n++;
+}
+
+/* One tensor of bytes b (as float64 values 0..255), shape [n]. */
+static void dump_put_bytes(Dump *w, const char *name, const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = (double)b[i];
+        uint64_t u;
+        unsigned char e[8];
+        memcpy(&u, &v, sizeof u);
+        for (int k = 0; k < 8; k++)
+            e[k] = (unsigned char)(u >> (8 * k));
+        fwrite(e, 1, 8, w->bin);
+    }
+    fprintf(w->json, "%s\n  \"%s\": {\"offset\": %zu, \"shape\": [%zu]}", w->n ? "," : "", name,
+            w->off, n);
+    w->off += n;
     w->n++;
 }
 
@@ -144,9 +169,10 @@ static int dump_run(const RtNet *net, Dump *w, RtModel *mf, const uint8_t *label
     float *buf0 = malloc((nb + 1) * sizeof *buf0), *probs = malloc(B * K * sizeof *probs);
     float *mom = calloc(np + 1, sizeof *mom), *lab = malloc((size_t)B * sizeof *lab);
     double *probs_d = malloc(B * K * sizeof *probs_d);
-    if (!buf0 || !probs || !mom || !lab || !probs_d) {
+    uint8_t *pieces = malloc((size_t)B * net->branch_elems + 1);
+    if (!buf0 || !probs || !mom || !lab || !probs_d || !pieces) {
         snprintf(err->msg, sizeof err->msg, "out of memory");
-        free(buf0), free(probs), free(mom), free(lab), free(probs_d);
+        free(buf0), free(probs), free(mom), free(lab), free(probs_d), free(pieces);
         rt_model_free_d(&md);
         return -1;
     }
@@ -182,6 +208,18 @@ static int dump_run(const RtNet *net, Dump *w, RtModel *mf, const uint8_t *label
     RtRng rng0 = mf->rng;
     net->forward(mf, B, 0);
     dump_put(w, "", "float.eval_logits", mf->logits, NULL, B * K, lshape, 2);
+    /* the float code's pieces: the training forward once with a branch
+     * record (runtime/rt.h), every piecewise choice stored, then the state
+     * put back; its logits are the forward's below, byte for byte */
+    size_t npc = (size_t)B * net->branch_elems;
+    RtBranch rec = {.replay = 0, .mask = pieces, .cap = npc};
+    mf->ctx.branch = &rec;
+    net->forward(mf, B, 1);
+    mf->ctx.branch = NULL;
+    dump_put(w, "", "float.pieces_logits", mf->logits, NULL, B * K, lshape, 2);
+    dump_put_bytes(w, "float.pieces", pieces, npc);
+    memcpy(mf->buffers, buf0, nb * sizeof *buf0);
+    mf->rng = rng0;
     net->forward(mf, B, 1);
     double loss_f = rt_xent_forward(&mf->ctx, probs, mf->logits, labels, B, net->classes);
     rt_xent_backward(&mf->ctx, mf->dlogits, probs, labels, B, net->classes);
@@ -204,7 +242,7 @@ static int dump_run(const RtNet *net, Dump *w, RtModel *mf, const uint8_t *label
     dump_tensors(w, net, "sgd.", mf->params, NULL, 1);
     printf("dump: net=%s batch=%d loss_double=%.17g loss_float=%.9g\n", net->name, B, loss_d,
            loss_f);
-    free(buf0), free(probs), free(mom), free(lab), free(probs_d);
+    free(buf0), free(probs), free(mom), free(lab), free(probs_d), free(pieces);
     rt_model_free_d(&md);
     return 0;
 }
