@@ -56,44 +56,48 @@ typedef struct {
     int n;              /* tensors written */
 } Dump;
 
-/* One tensor: values from float (f) or double (d) memory, shape dims. */
-static void dump_put(Dump *w, const char *prefix, const char *name, const float *f,
-                     const double *d, size_t numel, const int *dims, int ndim)
+/* One float64 value, little-endian. */
+static void dump_f64(Dump *w, double v)
 {
-    for (size_t i = 0; i < numel; i++) {
-        double v = f ? (double)f[i] : d[i];
-        uint64_t u;
-        unsigned char b[8];
-        memcpy(&u, &v, sizeof u);
-        for (int k = 0; k < 8; k++)
-            b[k] = (unsigned char)(u >> (8 * k));
-        fwrite(b, 1, 8, w->bin);
-    }
+    uint64_t u;
+    unsigned char b[8];
+    memcpy(&u, &v, sizeof u);
+    for (int k = 0; k < 8; k++)
+        b[k] = (unsigned char)(u >> (8 * k));
+    fwrite(b, 1, 8, w->bin);
+}
+
+/* The index entry of the numel values just written: shape dims[0..ndim)
+ * ([] for a scalar), or [numel] with dims NULL and ndim 1. */
+static void dump_index(Dump *w, const char *prefix, const char *name, size_t numel,
+                       const int *dims, int ndim)
+{
     fprintf(w->json, "%s\n  \"%s%s\": {\"offset\": %zu, \"shape\": [", w->n ? "," : "", prefix,
             name, w->off);
-    for (int k = 0; k < ndim; k++)
+    if (!dims && ndim == 1)
+        fprintf(w->json, "%zu", numel);
+    for (int k = 0; dims && k < ndim; k++)
         fprintf(w->json, "%s%d", k ? ", " : "", dims[k]);
     fprintf(w->json, "]}");
     w->off += numel;
     w->n++;
 }
 
+/* One tensor: values from float (f) or double (d) memory, shape dims. */
+static void dump_put(Dump *w, const char *prefix, const char *name, const float *f,
+                     const double *d, size_t numel, const int *dims, int ndim)
+{
+    for (size_t i = 0; i < numel; i++)
+        dump_f64(w, f ? (double)f[i] : d[i]);
+    dump_index(w, prefix, name, numel, dims, ndim);
+}
+
 /* One tensor of bytes b (as float64 values 0..255), shape [n]. */
 static void dump_put_bytes(Dump *w, const char *name, const uint8_t *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        double v = (double)b[i];
-        uint64_t u;
-        unsigned char e[8];
-        memcpy(&u, &v, sizeof u);
-        for (int k = 0; k < 8; k++)
-            e[k] = (unsigned char)(u >> (8 * k));
-        fwrite(e, 1, 8, w->bin);
-    }
-    fprintf(w->json, "%s\n  \"%s\": {\"offset\": %zu, \"shape\": [%zu]}", w->n ? "," : "", name,
-            w->off, n);
-    w->off += n;
-    w->n++;
+    for (size_t i = 0; i < n; i++)
+        dump_f64(w, (double)b[i]);
+    dump_index(w, "", name, n, NULL, 1);
 }
 
 /* Every tensor of the table (parameters when params, else BN statistics)
