@@ -356,6 +356,48 @@ static double grads_diff(const char *net, const char *def, const char *extra, do
     return grads_diff_same(net, def, extra, tol, NULL, NULL);
 }
 
+/* The dump's float.pieces (runtime/dump.c): for net_hbf at batch 4, one
+ * piece per ReLU input of the float training forward, the relus in node
+ * order (4 x (stage 1: 4 steps x 2 x 8x28x28; stage 2: the first relu
+ * 8x28x28, before the stride-2 conv, the other 7 16x14x14; the head's
+ * 16x14x14)), each 0 or 1, both present; and that forward's logits the
+ * training forward's byte for byte (its convs run through Winograd with
+ * the BN + relu in the input transform, the recording one through the
+ * plain kernels). */
+START_TEST(dump_pieces)
+{
+    Fix f = setup();
+    build(&f, "net_hbf", "s", false, NULL);
+    char *out = NULL, args[1200], path[1024];
+    snprintf(args, sizeof args, "dump --batch 4 --threads 2 --out %s/d", f.dir);
+    ck_assert_msg(prog(&f, "s", args, &out) == 0, "%s", tail(out));
+    free(out);
+    snprintf(path, sizeof path, "%s/d/dump.json", f.dir);
+    char *json = slurp(path);
+    DumpT pc, lg, pl;
+    ck_assert_int_eq(dump_entries(json, "float.pieces\"", &pc, 1), 1);
+    ck_assert_int_eq(dump_entries(json, "float.logits", &lg, 1), 1);
+    ck_assert_int_eq(dump_entries(json, "float.pieces_logits", &pl, 1), 1);
+    size_t per = 4 * 2 * 8 * 28 * 28 + 8 * 28 * 28 + 7 * 16 * 14 * 14 + 16 * 14 * 14, n;
+    ck_assert_uint_eq(pc.n, 4 * per);
+    snprintf(path, sizeof path, "%s/d", f.dir);
+    double *v = dump_read(path, &n);
+    ck_assert_uint_le(pc.off + pc.n, n);
+    size_t ones = 0;
+    for (size_t i = pc.off; i < pc.off + pc.n; i++) {
+        ck_assert_msg(v[i] == 0.0 || v[i] == 1.0, "piece %zu is %g", i - pc.off, v[i]);
+        ones += v[i] == 1.0;
+    }
+    ck_assert(ones > 0 && ones < pc.n);
+    ck_assert_uint_eq(pl.n, lg.n);
+    ck_assert_msg(memcmp(v + pl.off, v + lg.off, lg.n * sizeof *v) == 0,
+                  "the recording forward's logits are not the training forward's");
+    free(v);
+    free(json);
+    teardown(&f);
+}
+END_TEST
+
 /* Exact reconstruction (the default): 18 steps per stage, every rebuilt
  * state bit for bit the forward's, so the float and double gradients and
  * the SGD step equal the stored build's byte for byte (and, when train, a
@@ -633,6 +675,7 @@ static Suite *memfree_suite(void)
     tcase_add_test(tc, lm_gradcheck);
     tcase_add_test(tc, three_term_gradcheck);
     tcase_add_test(tc, hb_drift_gradcheck);
+    tcase_add_test(tc, dump_pieces);
     tcase_add_test(tc, hb_same_grads);
     tcase_add_test(tc, momentum_same_grads);
     tcase_add_test(tc, three_term_same_grads);
