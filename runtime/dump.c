@@ -217,13 +217,14 @@ static int dump_run(const RtNet *net, Dump *w, RtModel *mf, const uint8_t *label
      * put back; its logits are the forward's below, byte for byte */
     size_t npc = (size_t)B * net->branch_elems;
     RtBranch rec = {.replay = 0, .mask = pieces, .cap = npc};
+    RtRng rng1 = mf->rng;
     mf->ctx.branch = &rec;
     net->forward(mf, B, 1);
     mf->ctx.branch = NULL;
     dump_put(w, "", "float.pieces_logits", mf->logits, NULL, B * K, lshape, 2);
     dump_put_bytes(w, "float.pieces", pieces, npc);
     memcpy(mf->buffers, buf0, nb * sizeof *buf0);
-    mf->rng = rng0;
+    mf->rng = rng1;
     net->forward(mf, B, 1);
     double loss_f = rt_xent_forward(&mf->ctx, probs, mf->logits, labels, B, net->classes);
     rt_xent_backward(&mf->ctx, mf->dlogits, probs, labels, B, net->classes);
