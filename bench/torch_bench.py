@@ -218,8 +218,9 @@ def count_madds(model, shape):
     return total[0]
 
 
-def timed(fn, warmup, iters):
-    """Median seconds of one call over iters calls after warmup calls."""
+def timed(fn, warmup, iters, steps=None):
+    """Median seconds of one call over iters calls after warmup calls; each
+    call's seconds, in order, appended to steps when given."""
     for _ in range(warmup):
         fn()
     times = []
@@ -227,10 +228,13 @@ def timed(fn, warmup, iters):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    if steps is not None:
+        steps.extend(times)
     return statistics.median(times)
 
 
-def bench(name, batch, threads, warmup, iters, seed, channels_last=False):
+def bench(name, batch, threads, warmup, iters, seed, channels_last=False, infer_iters=0,
+          steps=False):
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     # Denormals cost ~100x on x86; flushing them is PyTorch at its best.
@@ -258,10 +262,12 @@ def bench(name, batch, threads, warmup, iters, seed, channels_last=False):
         with torch.no_grad():
             model(x)
 
+    infer_iters = infer_iters or iters
+    s_train, s_infer = [], []
     model.train()
-    t_train = timed(train_step, warmup, iters)
+    t_train = timed(train_step, warmup, iters, s_train)
     model.eval()
-    t_eager = timed(infer_step, warmup, iters)
+    t_eager = timed(infer_step, warmup, infer_iters, s_infer)
     # PyTorch's own inference path as well: the traced model frozen and
     # optimised for inference (BN folded into the convs, oneDNN fusions);
     # the faster of the two is PyTorch's inference figure.
@@ -279,13 +285,19 @@ def bench(name, batch, threads, warmup, iters, seed, channels_last=False):
             def frozen_step():
                 with torch.no_grad():
                     frozen(x)
-            t_frozen = timed(frozen_step, warmup, iters)
+            s_frozen = []
+            t_frozen = timed(frozen_step, warmup, infer_iters, s_frozen)
+            if t_frozen < t_eager:
+                s_infer = s_frozen
     except Exception as e:  # an older or trimmed PyTorch: eager only, said so
         print(f"note: frozen inference unavailable: {e}", file=sys.stderr)
     t_infer = min(t_eager, t_frozen)
     fz = f"{batch / t_frozen:.1f}" if t_frozen != float("inf") else "-"
     # peak RSS as of training and eager inference: the frozen copy's weights
     # would count against PyTorch in the memory column
+    if steps:   # the steps of the inference figure kept (eager or frozen)
+        print("steps: train_ms=" + ",".join(f"{1e3 * t:.2f}" for t in s_train)
+              + " infer_ms=" + ",".join(f"{1e3 * t:.2f}" for t in s_infer))
     print(f"bench: net={name} batch={batch} threads={threads} "
           f"train_img_s={batch / t_train:.1f} infer_img_s={batch / t_infer:.1f} "
           f"peak_rss_mb={rss_mb:.1f} infer_eager_img_s={batch / t_eager:.1f} "
@@ -300,13 +312,17 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=10, help="timed iterations (median)")
+    ap.add_argument("--infer-iters", type=int, default=0,
+                    help="timed inference forwards (median; 0: as many as --iters)")
+    ap.add_argument("--steps", action="store_true",
+                    help="also print every timed step's milliseconds, in order")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--info", action="store_true",
                     help="print only the info line (parameters, multiply-adds); no timing")
     a = ap.parse_args()
-    if a.batch < 1 or a.threads < 1 or a.iters < 1 or a.warmup < 0:
-        ap.error("--batch, --threads and --iters must be >= 1, --warmup >= 0")
+    if a.batch < 1 or a.threads < 1 or a.iters < 1 or a.warmup < 0 or a.infer_iters < 0:
+        ap.error("--batch, --threads and --iters must be >= 1, --warmup and --infer-iters >= 0")
     if a.info:
         model = NETS[a.net]()
         params = sum(p.numel() for p in model.parameters())
@@ -316,7 +332,8 @@ def main():
     layout = os.environ.get("TORCH_BENCH_LAYOUT", "")
     if layout not in ("", "nchw", "channels_last"):
         ap.error("TORCH_BENCH_LAYOUT must be nchw or channels_last")
-    bench(a.net, a.batch, a.threads, a.warmup, a.iters, a.seed, layout == "channels_last")
+    bench(a.net, a.batch, a.threads, a.warmup, a.iters, a.seed, layout == "channels_last",
+          a.infer_iters, a.steps)
 
 
 if __name__ == "__main__":

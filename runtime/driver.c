@@ -662,25 +662,32 @@ static double median(double *v, int n)
 
 static int cmd_bench(const RtNet *net, const char *prog, int argc, char **argv)
 {
-    int batch = RT_DEFAULT_BATCH, iters = 10, warmup = 3;
+    int batch = RT_DEFAULT_BATCH, iters = 10, warmup = 3, infer_iters = 0, steps = 0;
     int threads = net->defaults.threads > 0 ? net->defaults.threads : rt_drv_default_threads();
     uint64_t seed = 1;
     RtDrvOpt opts[] = {
         {"batch", OPT_INT, &batch, 1, 65536, "N", "batch size", 0},
         {"threads", OPT_INT, &threads, 1, 1024, "N", "threads", 0},
         {"iters", OPT_INT, &iters, 1, 100000, "N", "timed iterations", 0},
+        {"infer-iters", OPT_INT, &infer_iters, 0, 100000, "N",
+         "timed inference forwards (0: as many as --iters)", 0},
         {"warmup", OPT_INT, &warmup, 0, 100000, "N", "untimed iterations first", 0},
         {"seed", OPT_U64, &seed, 0, 0, "N", "seed of the weights and the synthetic input", 0},
+        {"steps", OPT_FLAG, &steps, 0, 0, NULL, "also print every timed step's milliseconds", 0},
     };
     int rc = rt_drv_parse(prog, "bench", " [options]",
                        "Times training steps (forward, loss, backward, SGD update) and inference\n"
                        "forwards on synthetic input; reports the median and the peak RSS, then one\n"
                        "machine-readable line:\n"
                        "  bench: net=NAME batch=B threads=T train_img_s=X infer_img_s=Y "
-                       "peak_rss_mb=Z",
-                       opts, 5, argc, argv);
+                       "peak_rss_mb=Z\n"
+                       "With --steps, first a line of each timed step in order:\n"
+                       "  steps: train_ms=A,B,... infer_ms=C,D,...",
+                       opts, 7, argc, argv);
     if (rc)
         return rc == 1 ? 0 : rc;
+    if (infer_iters == 0)
+        infer_iters = iters;
     RtErr err = {{0}};
     RtModel m;
     rt_drv_set_threads(threads);
@@ -693,7 +700,7 @@ static int cmd_bench(const RtNet *net, const char *prog, int argc, char **argv)
     float *probs = malloc(nlog * sizeof *probs), *mom = calloc(net->nparams + 1, sizeof *mom);
     uint8_t *labels = malloc((size_t)batch);
     double *ttrain = malloc((size_t)iters * sizeof *ttrain);
-    double *tinfer = malloc((size_t)iters * sizeof *tinfer);
+    double *tinfer = malloc((size_t)infer_iters * sizeof *tinfer);
     if (!probs || !mom || !labels || !ttrain || !tinfer) {
         fprintf(stderr, "error: out of memory\n");
         free(probs), free(mom), free(labels), free(ttrain), free(tinfer);
@@ -720,13 +727,23 @@ static int cmd_bench(const RtNet *net, const char *prog, int argc, char **argv)
         if (it >= warmup)
             ttrain[it - warmup] = rt_drv_now() - t0;
     }
-    for (int it = 0; it < warmup + iters; it++) {
+    for (int it = 0; it < warmup + infer_iters; it++) {
         double t0 = rt_drv_now();
         net->forward(&m, batch, 0);
         if (it >= warmup)
             tinfer[it - warmup] = rt_drv_now() - t0;
     }
-    double mt = median(ttrain, iters), mi = median(tinfer, iters);
+    if (steps) {
+        /* in the order they ran (median() sorts them) */
+        printf("steps: train_ms=");
+        for (int i = 0; i < iters; i++)
+            printf("%s%.2f", i ? "," : "", 1e3 * ttrain[i]);
+        printf(" infer_ms=");
+        for (int i = 0; i < infer_iters; i++)
+            printf("%s%.2f", i ? "," : "", 1e3 * tinfer[i]);
+        printf("\n");
+    }
+    double mt = median(ttrain, iters), mi = median(tinfer, infer_iters);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = (double)ru.ru_maxrss / 1024.0;

@@ -80,6 +80,15 @@ static int file_contains(const char *path, const char *needle)
     return ok;
 }
 
+/* file_contains without the report: for a needle that must be absent. */
+static int file_contains_quiet(const char *path, const char *needle)
+{
+    char *s = tu_slurp(path, NULL);
+    int ok = s && strstr(s, needle) != NULL;
+    free(s);
+    return ok;
+}
+
 static int exists(const char *path)
 {
     FILE *fp = fopen(path, "rb");
@@ -972,6 +981,62 @@ START_TEST(usage_errors)
 }
 END_TEST
 
+/* Count the comma-separated numbers after key= up to the next blank or
+ * newline; -1 when key= is missing or a field is not a positive number. */
+static int count_list(const char *s, const char *key)
+{
+    const char *p = strstr(s, key);
+    if (!p)
+        return -1;
+    p += strlen(key);
+    int n = 0;
+    for (;;) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || !(v > 0))
+            return -1;
+        n++;
+        if (*end != ',')
+            return n;
+        p = end + 1;
+    }
+}
+
+/* bench --steps: one line with every timed step in order, as many training
+ * steps as --iters and inference forwards as --infer-iters (which defaults
+ * to --iters); without --steps no such line. */
+START_TEST(bench_steps)
+{
+    Tmp t;
+    tmp_make(&t);
+    const char *out = tmp_path(&t, 0, "out.txt");
+    const char *a1[] = {"handnet", "bench", "--batch", "4", "--iters", "3", "--infer-iters", "5",
+                        "--warmup", "1", "--threads", "1", "--steps", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a1, out), 0);
+    char *s = tu_slurp(out, NULL);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_ptr_nonnull(strstr(s, "steps: train_ms="));
+    ck_assert_int_eq(count_list(s, "train_ms="), 3);
+    ck_assert_int_eq(count_list(s, "infer_ms="), 5);
+    ck_assert_ptr_nonnull(strstr(s, "bench: net=handnet"));
+    free(s);
+    const char *a2[] = {"handnet", "bench", "--batch", "4", "--iters", "2", "--warmup", "0",
+                        "--threads", "1", "--steps", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a2, out), 0);
+    s = tu_slurp(out, NULL);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(count_list(s, "train_ms="), 2);
+    ck_assert_int_eq(count_list(s, "infer_ms="), 2);
+    free(s);
+    const char *a3[] = {"handnet", "bench", "--batch", "4", "--iters", "2", "--warmup", "0",
+                        "--threads", "1", NULL};
+    ck_assert_int_eq(hn_run_io(&handnet, a3, out), 0);
+    ck_assert(!file_contains_quiet(out, "steps:"));
+    ck_assert(file_contains(out, "bench: net=handnet"));
+    tmp_remove(&t);
+}
+END_TEST
+
 static Suite *driver_suite(void)
 {
     Suite *s = suite_create("driver");
@@ -997,6 +1062,7 @@ static Suite *driver_suite(void)
     tcase_add_test(tc, huge_model_refused);
     tcase_add_test(tc, full_disk_logs);
     tcase_add_test(tc, usage_errors);
+    tcase_add_test(tc, bench_steps);
     suite_add_tcase(s, tc);
     return s;
 }
