@@ -50,9 +50,10 @@
 # Usage: scripts/bench.sh BUILD_DIR   (make bench passes its $(O))
 # Environment knobs:
 #   BENCH_QUICK=1     one net (resnet20), 2 threads, one round, 3 steps, no sweep
-#   BENCH_THREADS="2" BENCH_ITERS=10 BENCH_WARMUP=2 BENCH_ROUNDS=5
+#   BENCH_THREADS="2" BENCH_ITERS=30 BENCH_WARMUP=2 BENCH_ROUNDS=5
 #   BENCH_NETS="resnet20 hb20 nesterov20 momentum20 densenet40 densenet100 hb110 hb110mf"
-#   BENCH_DENSE_ITERS=5 (timed steps for the DenseNets and hb110*)  BENCH_SWEEP=1
+#   BENCH_DENSE_ITERS=5 (timed steps for DenseNet-100 and hb110*; DenseNet-40
+#   times BENCH_ITERS / 2)  BENCH_SWEEP=1
 #   BENCH_TIMEOUT=900 (seconds per single run)
 #   BENCH_REPRINT=1   print the last run's table again without running
 set -u
@@ -66,7 +67,10 @@ if [ "$QUICK" = 1 ]; then
     ROUNDS=${BENCH_ROUNDS:-1}; NETS=${BENCH_NETS:-resnet20}; SWEEP=${BENCH_SWEEP:-0}
     DITERS=${BENCH_DENSE_ITERS:-2}
 else
-    THREADS=${BENCH_THREADS:-2}; ITERS=${BENCH_ITERS:-10}; WARMUP=${BENCH_WARMUP:-2}
+    # 30 steps (about 4 s of ResNet-20): a round's figure is the median of
+    # its steps, and the host's slow spells here last 5-15 ResNet-20 steps
+    # (run 12), so a median of 10 steps could fall inside one
+    THREADS=${BENCH_THREADS:-2}; ITERS=${BENCH_ITERS:-30}; WARMUP=${BENCH_WARMUP:-2}
     # 5 rounds: on a shared host a slow spell of a minute or two can take
     # a round down by a third on either side (run 11a: ResNet-20's optc
     # rounds 883 / 540 / 654 img/s, 903-1020 in its pairs minutes later),
@@ -134,7 +138,7 @@ run() {
     set -- $spec
     tnet=$3
     it=$ITERS
-    case $net in densenet*|hb110*) it=$DITERS ;; esac
+    case $net in densenet40) it=$(( (ITERS + 1) / 2 )) ;; densenet*|hb110*) it=$DITERS ;; esac
     envs=$(setting_env "$set")
     say "$side $net threads=$t $set round $round"
     if [ "$side" = optc ]; then
@@ -244,7 +248,7 @@ if [ "$REPRINT" != 1 ]; then
         echo "meta py=$PY"; echo "meta torch=$TORCH_VERSION"; echo "meta peak=${PEAK:-0}"
         echo "meta peak2=${PEAK2:-0}"; echo "meta cpu=$CPU, $(nproc) cores"; echo "meta flags=$FLAGS"
         echo "meta nets=$NETS"; echo "meta threads=$THREADS"; echo "meta rounds=$ROUNDS"
-        echo "meta iters=$ITERS (DenseNets and hb110: $DITERS) after $WARMUP warm-up"
+        echo "meta iters=$ITERS (DenseNet-40: $(( (ITERS + 1) / 2 )), DenseNet-100 and hb110: $DITERS) after $WARMUP warm-up"
     } >>"$RES"
 
     # --- build the optc side
