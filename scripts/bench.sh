@@ -36,7 +36,11 @@
 #    side, how many training steps of the rounds ran over 1.25x the
 #    fastest: on this shared guest the host has spells of seconds in
 #    which the same forward on the same data runs 1.4-1.5x slower, at
-#    one thread as at two (BENCHMARKS.md run 12).
+#    one thread as at two (BENCHMARKS.md run 12). A second table shows
+#    the rounds outside those steps (each round: the median of its steps
+#    within 1.25x the fastest of that side, the same rule for both), a
+#    view of what a quiet host would show; the medians above stay the
+#    figures.
 #    The heavy-ball, Nesterov and momentum examples run on the optc side
 #    and are compared with ResNet-20 (the same convolutions: their cost per
 #    step should match): each of their rounds runs optc's ResNet-20 too,
@@ -387,15 +391,36 @@ function share(img, madds, t,   g) {
 $1 == "meta" { k = $2; sub(/=.*/, "", k); v = $0; sub(/^meta [^=]*=/, "", v); M[k] = v; next }
 $1 == "info" { split($3, kv, "="); OM[$2] = kv[2]; next }
 $1 == "tinfo" { split($3, kv, "="); TM[$2] = kv[2]; next }
-# the timed training steps of the rounds, pooled per side, net and threads
-$1 == "steps" && $6 ~ /^[0-9]+$/ {
-    k = $2 SUBSEP $3 SUBSEP $4
+# the timed training steps of the rounds (and of the ResNet-20 runs paired
+# with a variant, under the key net "resnet20@VARIANT"), pooled per side,
+# net and threads, and kept per round
+$1 == "steps" && ($6 ~ /^[0-9]+$/ || $6 ~ /^pair-/) {
+    k = $2 SUBSEP ($6 ~ /^pair-/ ? $3 "@" substr($6, 6) : $3) SUBSEP $4
     for (i = 7; i <= NF; i++) {
         split($i, kv, "="); if (kv[1] != "train_ms") continue
         c = split(kv[2], ms, ",")
+        QR[k, ++QN[k]] = kv[2]
         for (j = 1; j <= c; j++) { ST[k, ++SN[k]] = ms[j] + 0; if (!(k in SMIN) || ms[j] + 0 < SMIN[k]) SMIN[k] = ms[j] + 0 }
     }
     next
+}
+function isort(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
+function amed(a, n) { isort(a, n); return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+# outside the spells: per round, img/s of the median of its steps within
+# 1.25x the fastest of that side; returns the median over the rounds and sets
+# qlo / qhi (the spread) and qn (rounds with such steps)
+function quiet(side, net, t,   k, r, i, c, n, ms, v, per) {
+    k = side SUBSEP net SUBSEP t; qn = 0
+    if (!(k in QN)) return ""
+    for (r = 1; r <= QN[k]; r++) {
+        n = split(QR[k, r], ms, ","); c = 0
+        for (i = 1; i <= n; i++) if (ms[i] + 0 <= 1.25 * SMIN[k]) v[++c] = ms[i] + 0
+        if (c) per[++qn] = 128000 / amed(v, c)
+        split("", v)
+    }
+    if (!qn) return ""
+    isort(per, qn); qlo = per[1]; qhi = per[qn]
+    return amed(per, qn)
 }
 # the slow steps of a side: over 1.25x the fastest step of its rounds
 # (the host slow spells seen on this guest run a step 1.4-1.5x slower)
@@ -468,6 +493,24 @@ END {
     print "train/infer: median img/s of the rounds [min-max]; ratio = optc median / PyTorch median;"
     print "RSS: median peak RSS MB (PyTorch includes the interpreter and libtorch);"
     print "GFLOPS = 3 x forward multiply-adds x 2 x train img/s (% of the FMA peak x threads)."
+    # outside the spells (a view of what a quiet host would show, the same
+    # rule for both sides; the medians above stay the figures)
+    for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) {
+        net = N[i]; t = T[j]
+        oq = quiet("optc", net, t); oql = qlo; oqh = qhi; oqn = qn
+        if (oq == "") continue
+        tq = quiet("torch", net, t); tql = qlo; tqh = qhi
+        dv = (oq - oql > oqh - oq) ? (oql - oq) / oq : (oqh - oq) / oq
+        qx = qx sprintf("  %-12s %3s | %-17s %-17s %6s | optc rounds within +-10 %%: %-3s %+4.0f%%\n", net, t,
+                        sprintf("%.0f [%.0f-%.0f]", oq, oql, oqh), tq == "" ? "-" : sprintf("%.0f [%.0f-%.0f]", tq, tql, tqh),
+                        ratio(oq, tq), (dv < 0 ? -dv : dv) <= 0.10 ? "yes" : "no", 100 * dv)
+        if (net ~ /^(hb20|nesterov20|momentum20)$/) {
+            pq = quiet("optc", "resnet20@" net, t)
+            if (pq != "") qv = qv sprintf("  %s: %.2fx ResNet-20 (%.0f against %.0f [%.0f-%.0f])\n", net, oq / pq, oq, pq, qlo, qhi)
+        }
+    }
+    if (qx != "") printf "outside the host slow spells (each round: img/s of the median of its training steps within 1.25x the fastest of that side; the same rule for both sides):\n%s", qx
+    if (qv != "") printf "  same-convolution variants outside the spells, against the ResNet-20 runs of their rounds:\n%s", qv
     if (roundx != "") printf "optc rounds within +-10 %% of their median (the farthest round) | training steps of the rounds over 1.25x the fastest of that side (host slow spells):\n%s", roundx
     if (cmpx != "") printf "same-convolution variants against ResNet-20 (1.00x = the same cost per step):\n%s", cmpx
     if (kept != "") printf "settings of the rounds:\n%s", kept

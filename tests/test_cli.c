@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -276,6 +277,50 @@ START_TEST(test_cli)
 }
 END_TEST
 
+/* make bench's report (scripts/bench.sh, BENCH_REPRINT=1) on results whose
+ * figures are known: the medians of the rounds, the steps over 1.25x the
+ * fastest of a side counted, and the view outside those steps (each round
+ * the median of its other steps). optc: round 1 has two slow steps of five
+ * (quiet median 100 ms = 1280 img/s at batch 128), round 2 none, round 3
+ * four of five (quiet: the one 105 ms step, 1219 img/s); PyTorch 200 ms a
+ * step throughout (640 img/s, none slow). */
+START_TEST(test_bench_report)
+{
+    char *dir = tmpdir(), path[4096], cmd[8192], *out = NULL;
+    snprintf(path, sizeof path, "%s/bench", dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/bench/results.txt", dir);
+    static const char results[] =
+        "meta nets=resnet20\nmeta threads=2\nmeta rounds=3\nmeta iters=5\nmeta peak=0\n"
+        "steps optc resnet20 2 wact-mdef 1 train_ms=100,150,100,150,100 infer_ms=30\n"
+        "run optc resnet20 2 wact-mdef 1 train_img_s=1280 infer_img_s=4000 peak_rss_mb=200\n"
+        "steps torch resnet20 2 wdef-mdef 1 train_ms=200,200,200,200,200 infer_ms=60\n"
+        "run torch resnet20 2 wdef-mdef 1 train_img_s=640 infer_img_s=2000 peak_rss_mb=500\n"
+        "steps optc resnet20 2 wact-mdef 2 train_ms=100,102,98,100,100 infer_ms=30\n"
+        "run optc resnet20 2 wact-mdef 2 train_img_s=1280 infer_img_s=4000 peak_rss_mb=200\n"
+        "steps torch resnet20 2 wdef-mdef 2 train_ms=200,200,200,200,200 infer_ms=60\n"
+        "run torch resnet20 2 wdef-mdef 2 train_img_s=640 infer_img_s=2000 peak_rss_mb=500\n"
+        "steps optc resnet20 2 wact-mdef 3 train_ms=150,150,150,105,150 infer_ms=30\n"
+        "run optc resnet20 2 wact-mdef 3 train_img_s=853 infer_img_s=4000 peak_rss_mb=200\n"
+        "steps torch resnet20 2 wdef-mdef 3 train_ms=200,200,200,200,200 infer_ms=60\n"
+        "run torch resnet20 2 wdef-mdef 3 train_img_s=640 infer_img_s=2000 peak_rss_mb=500\n";
+    tu_write_bytes(path, results, sizeof results - 1);
+    snprintf(cmd, sizeof cmd, "BENCH_REPRINT=1 sh scripts/bench.sh %s", dir);
+    ck_assert_int_eq(run(cmd, &out), 0);
+    ck_assert_ptr_nonnull(out);
+    /* the medians of the rounds: optc 1280 [853-1280], -33 %: not within 10 % */
+    ck_assert_msg(strstr(out, "1280 [853-1280]   640 [640-640]      2.00x") != NULL, "%s", tail(out));
+    ck_assert_msg(strstr(out, "| no     -33% | optc 6 of 15 (40%)    PyTorch 0 of 15 (0%)") != NULL,
+                  "%s", tail(out));
+    /* outside the slow steps: 1280 [1219-1280], within 10 % (-5 %) */
+    ck_assert_msg(strstr(out, "1280 [1219-1280]  640 [640-640]      2.00x | optc rounds within +-10 %: yes   -5%") != NULL,
+                  "%s", tail(out));
+    free(out);
+    rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -287,6 +332,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_status_ok);
     tcase_add_test(tc, test_cli_status);
     tcase_add_test(tc, test_cli);
+    tcase_add_test(tc, test_bench_report);
     suite_add_tcase(s, tc);
     return s;
 }
