@@ -72,7 +72,7 @@ if [ "$QUICK" = 1 ]; then
     DITERS=${BENCH_DENSE_ITERS:-2}
 else
     # 30 steps (about 4 s of ResNet-20): a round's figure is the median of
-    # its steps, and the host's slow spells here last 5-15 ResNet-20 steps
+    # its steps, and the host's slow spells here last 5-15 ResNet-20 steps or more
     # (run 12), so a median of 10 steps could fall inside one
     THREADS=${BENCH_THREADS:-2}; ITERS=${BENCH_ITERS:-30}; WARMUP=${BENCH_WARMUP:-2}
     # 5 rounds: on a shared host a slow spell of a minute or two can take
@@ -365,16 +365,18 @@ else
 fi
 
 # --- 3. the tables ------------------------------------------------------------
-awk '
+# SPELL: a training step over SPELL x the fastest of its side's rounds ran
+# in one of the host's slow spells (BENCHMARKS.md run 12)
+awk -v SPELL=1.25 -v batch="$BATCH" '
 # the median of the rounds of a side, net and thread count; with pair, of
 # the ResNet-20 runs alternated with the rounds of variant net pair
-function med(side, net, t, key, pair,   n, i, j, x, a) {
+function med(side, net, t, key, pair,   n, i, a) {
     n = 0
     for (i = 1; i <= nrun; i++)
         if (R_side[i] == side && R_net[i] == net && R_t[i] == t && ((i, key) in V) &&
             (pair == "" ? R_set[i] != "sweep" && R_set[i] != "pick" && R_set[i] != "pair" : R_set[i] == "pair" && R_pair[i] == pair))
             a[++n] = V[i, key] + 0
-    for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+    isort(a, n)
     lo = n ? a[1] : ""; hi = n ? a[n] : ""; cnt = n
     if (n == 0) return ""
     return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
@@ -391,44 +393,48 @@ function share(img, madds, t,   g) {
 $1 == "meta" { k = $2; sub(/=.*/, "", k); v = $0; sub(/^meta [^=]*=/, "", v); M[k] = v; next }
 $1 == "info" { split($3, kv, "="); OM[$2] = kv[2]; next }
 $1 == "tinfo" { split($3, kv, "="); TM[$2] = kv[2]; next }
-# the timed training steps of the rounds (and of the ResNet-20 runs paired
-# with a variant, under the key net "resnet20@VARIANT"), pooled per side,
-# net and threads, and kept per round
+# the timed training steps of each round (and of the ResNet-20 runs paired
+# with a variant, under the key net "resnet20@VARIANT") per side, net and
+# threads, and the fastest of them
 $1 == "steps" && ($6 ~ /^[0-9]+$/ || $6 ~ /^pair-/) {
     k = $2 SUBSEP ($6 ~ /^pair-/ ? $3 "@" substr($6, 6) : $3) SUBSEP $4
     for (i = 7; i <= NF; i++) {
         split($i, kv, "="); if (kv[1] != "train_ms") continue
-        c = split(kv[2], ms, ",")
         QR[k, ++QN[k]] = kv[2]
-        for (j = 1; j <= c; j++) { ST[k, ++SN[k]] = ms[j] + 0; if (!(k in SMIN) || ms[j] + 0 < SMIN[k]) SMIN[k] = ms[j] + 0 }
+        c = split(kv[2], ms, ",")
+        for (j = 1; j <= c; j++) if (!(k in SMIN) || ms[j] + 0 < SMIN[k]) SMIN[k] = ms[j] + 0
     }
     next
 }
 function isort(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
 function amed(a, n) { isort(a, n); return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-# outside the spells: per round, img/s of the median of its steps within
-# 1.25x the fastest of that side; returns the median over the rounds and sets
-# qlo / qhi (the spread) and qn (rounds with such steps)
-function quiet(side, net, t,   k, r, i, c, n, ms, v, per) {
-    k = side SUBSEP net SUBSEP t; qn = 0
-    if (!(k in QN)) return ""
+# the round farthest from median m among lo..hi, as a signed fraction of m
+function far(m, lo, hi) { return (m - lo > hi - m) ? (lo - m) / m : (hi - m) / m }
+function within10(d) { return (d < 0 ? -d : d) <= 0.10 ? "yes" : "no" }
+# A step in a host slow spell: over SPELL x the fastest step of the rounds
+# of that side (the spells seen on this guest run a step 1.4-1.5x slower). quiet:
+# per round, img/s of the median of its other steps; returns the median
+# over the rounds and sets qlo / qhi (the spread); slow: how many steps of
+# the rounds were over, as text
+function quiet(side, net, t,   k, r, i, c, n, q, ms, v, per) {
+    k = side SUBSEP net SUBSEP t; q = 0
     for (r = 1; r <= QN[k]; r++) {
         n = split(QR[k, r], ms, ","); c = 0
-        for (i = 1; i <= n; i++) if (ms[i] + 0 <= 1.25 * SMIN[k]) v[++c] = ms[i] + 0
-        if (c) per[++qn] = 128000 / amed(v, c)
+        for (i = 1; i <= n; i++) if (ms[i] + 0 <= SPELL * SMIN[k]) v[++c] = ms[i] + 0
+        if (c) per[++q] = 1000 * batch / amed(v, c)
         split("", v)
     }
-    if (!qn) return ""
-    isort(per, qn); qlo = per[1]; qhi = per[qn]
-    return amed(per, qn)
+    if (!q) return ""
+    isort(per, q); qlo = per[1]; qhi = per[q]
+    return amed(per, q)
 }
-# the slow steps of a side: over 1.25x the fastest step of its rounds
-# (the host slow spells seen on this guest run a step 1.4-1.5x slower)
-function slow(side, net, t,   k, i, c) {
-    k = side SUBSEP net SUBSEP t
-    if (!(k in SN)) return "-"
-    c = 0; for (i = 1; i <= SN[k]; i++) if (ST[k, i] > 1.25 * SMIN[k]) c++
-    return sprintf("%d of %d (%.0f%%)", c, SN[k], 100 * c / SN[k])
+function slow(side, net, t,   k, r, i, c, n, all, ms) {
+    k = side SUBSEP net SUBSEP t; c = 0; all = 0
+    for (r = 1; r <= QN[k]; r++) {
+        n = split(QR[k, r], ms, ","); all += n
+        for (i = 1; i <= n; i++) if (ms[i] + 0 > SPELL * SMIN[k]) c++
+    }
+    return all ? sprintf("%d of %d (%.0f%%)", c, all, 100 * c / all) : "-"
 }
 $1 == "run" {
     nrun++; R_side[nrun] = $2; R_net[nrun] = $3; R_t[nrun] = $4; R_set[nrun] = $5; R_round[nrun] = $6
@@ -464,10 +470,9 @@ END {
             warn = warn sprintf("warning: %s: optc counts %s forward multiply-adds, PyTorch %s: the networks differ\n", net, OM[net], TM[net])
         ot = med("optc", net, t, "train_img_s"); ots = spread(ot); olo = lo; ohi = hi
         if (ot != "" && cnt > 1) {
-            dev = (ot - olo > ohi - ot) ? (olo - ot) / ot : (ohi - ot) / ot
+            dev = far(ot, olo, ohi)
             roundx = roundx sprintf("  %-12s %3s | %-5s %+4.0f%% | optc %-16s PyTorch %s\n", net, t,
-                                    (dev < 0 ? -dev : dev) <= 0.10 ? "yes" : "no", 100 * dev,
-                                    slow("optc", net, t), slow("torch", net, t))
+                                    within10(dev), 100 * dev, slow("optc", net, t), slow("torch", net, t))
         }
         tt = med("torch", net, t, "train_img_s"); tts = spread(tt)
         oi = med("optc", net, t, "infer_img_s"); ois = spread(oi)
@@ -497,21 +502,21 @@ END {
     # rule for both sides; the medians above stay the figures)
     for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) {
         net = N[i]; t = T[j]
-        oq = quiet("optc", net, t); oql = qlo; oqh = qhi; oqn = qn
+        oq = quiet("optc", net, t); oql = qlo; oqh = qhi
         if (oq == "") continue
         tq = quiet("torch", net, t); tql = qlo; tqh = qhi
-        dv = (oq - oql > oqh - oq) ? (oql - oq) / oq : (oqh - oq) / oq
+        dv = far(oq, oql, oqh)
         qx = qx sprintf("  %-12s %3s | %-17s %-17s %6s | optc rounds within +-10 %%: %-3s %+4.0f%%\n", net, t,
                         sprintf("%.0f [%.0f-%.0f]", oq, oql, oqh), tq == "" ? "-" : sprintf("%.0f [%.0f-%.0f]", tq, tql, tqh),
-                        ratio(oq, tq), (dv < 0 ? -dv : dv) <= 0.10 ? "yes" : "no", 100 * dv)
+                        ratio(oq, tq), within10(dv), 100 * dv)
         if (net ~ /^(hb20|nesterov20|momentum20)$/) {
             pq = quiet("optc", "resnet20@" net, t)
             if (pq != "") qv = qv sprintf("  %s: %.2fx ResNet-20 (%.0f against %.0f [%.0f-%.0f])\n", net, oq / pq, oq, pq, qlo, qhi)
         }
     }
-    if (qx != "") printf "outside the host slow spells (each round: img/s of the median of its training steps within 1.25x the fastest of that side; the same rule for both sides):\n%s", qx
+    if (qx != "") printf "outside the host slow spells (each round: img/s of the median of its training steps within %gx the fastest of that side; the same rule for both sides):\n%s", SPELL, qx
     if (qv != "") printf "  same-convolution variants outside the spells, against the ResNet-20 runs of their rounds:\n%s", qv
-    if (roundx != "") printf "optc rounds within +-10 %% of their median (the farthest round) | training steps of the rounds over 1.25x the fastest of that side (host slow spells):\n%s", roundx
+    if (roundx != "") printf "optc rounds within +-10 %% of their median (the farthest round) | training steps of the rounds over %gx the fastest of that side (host slow spells):\n%s", SPELL, roundx
     if (cmpx != "") printf "same-convolution variants against ResNet-20 (1.00x = the same cost per step):\n%s", cmpx
     if (kept != "") printf "settings of the rounds:\n%s", kept
     if (mfx != "") printf "110-layer heavy ball, --memory-free (hb110mf) against stored (hb110):\n%s", mfx

@@ -187,6 +187,28 @@ class Pieces:
             setattr(self.mod, n, f)
 
 
+def fresh(mod, state):
+    """The emitted module in float64 with the given tensors loaded."""
+    m = mod.build().double()
+    m.load_state_dict(state, strict=True)
+    return m
+
+
+def train_run(mod, init, x, y, params, bufs, acts):
+    """One training forward and backward of a fresh float64 module from init,
+    its kinked activations wrapped by acts (Kinks or Pieces, a context manager
+    taking the module): loss, logits, gradients and BN statistics."""
+    m = fresh(mod, init)
+    m.train()
+    with acts:
+        logits = m(x)
+        loss = mod.loss(logits, y)
+    loss.backward()
+    P = m.tensors()
+    grads = {n: P[n].grad if P[n].grad is not None else torch.zeros_like(P[n]) for n in params}
+    return loss, logits, grads, {n: P[n].detach().clone() for n in bufs}
+
+
 def check_net(work, net, results):
     d = os.path.join(work, net)
     meta, t = load_dump(d)
@@ -201,36 +223,18 @@ def check_net(work, net, results):
     out = {}
     gscale = max(t["double.grad." + n].abs().max().item() for n in params) if params else 0.0
 
-    model = mod.build().double()
-    model.load_state_dict(init, strict=True)
+    model = fresh(mod, init)
     model.eval()
     with torch.no_grad():
         elog = model(x)
-    model.train()
-    with Kinks(mod) as k:
-        logits = model(x)
-        loss = mod.loss(logits, y)
-    loss.backward()
-    P = model.tensors()
-    grads = {n: P[n].grad if P[n].grad is not None else torch.zeros_like(P[n])
-             for n in params}
-    state = {n: P[n].detach().clone() for n in bufs}
-
+    k = Kinks(mod)
+    loss, logits, grads, state = train_run(mod, init, x, y, params, bufs, k)
     # float64 on the float code's pieces
-    model_f = mod.build().double()
-    model_f.load_state_dict(init, strict=True)
-    model_f.train()
-    with Pieces(mod, t["float.pieces"]) as pc:
-        logits_f = model_f(x)
-        loss_f = mod.loss(logits_f, y)
+    pc = Pieces(mod, t["float.pieces"])
+    loss_f, logits_f, grads_f, state_f = train_run(mod, init, x, y, params, bufs, pc)
     if pc.used != t["float.pieces"].numel():
         raise ValueError("float.pieces holds %d elements, the module's kinked activations took %d"
                          % (t["float.pieces"].numel(), pc.used))
-    loss_f.backward()
-    P_f = model_f.tensors()
-    grads_f = {n: P_f[n].grad if P_f[n].grad is not None else torch.zeros_like(P_f[n])
-               for n in params}
-    state_f = {n: P_f[n].detach().clone() for n in bufs}
 
     for side, tol, lo, lg, gr, st in (("double", TOL_DOUBLE, loss, logits, grads, state),
                                       ("float", TOL_FLOAT, loss_f, logits_f, grads_f, state_f)):
@@ -249,8 +253,7 @@ def check_net(work, net, results):
     out["f_pieces"] = (rel(t["float.pieces_logits"], t["float.logits"]), 0.0, False)
 
     # Two SGD steps from the float code's gradients, as dump.c takes them.
-    m2 = mod.build().double()
-    m2.load_state_dict(init, strict=True)
+    m2 = fresh(mod, init)
     P2 = m2.tensors()
     opt = torch.optim.SGD(mod.param_groups(m2, meta["weight_decay"], bool(meta["decay_bn"])),
                           lr=meta["lr"], momentum=meta["momentum"],
@@ -269,8 +272,7 @@ def check_net(work, net, results):
     sign = torch.ones(planted[w].numel(), dtype=torch.float64)
     sign[1::2] = -1
     planted[w] = planted[w] * (1 + REL_PLANT * sign.view(planted[w].shape))
-    m3 = mod.build().double()
-    m3.load_state_dict(planted, strict=True)
+    m3 = fresh(mod, planted)
     m3.train()
     with torch.no_grad():
         e3 = rel(t["double.logits"], m3(x))
